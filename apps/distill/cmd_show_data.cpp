@@ -1,0 +1,38 @@
+#include <fmt/format.h>
+
+#include "commands.h"
+#include "distillery/data/render.h"
+#include "distillery/train/data_setup.h"
+
+namespace distillery::cli {
+
+void add_show_data_command(CLI::App& app, Runner& run) {
+  auto* cmd = app.add_subcommand("show-data", "write a PNG grid of scenes with label overlays");
+  struct Args {
+    std::string recipe, out = "scenes.png", split = "train";
+    int64_t count = 12, cols = 4;
+    std::vector<std::string> overrides;
+  };
+  auto args = std::make_shared<Args>();
+  cmd->add_option("recipe", args->recipe, "recipe YAML (its data: block is used)")->required();
+  cmd->add_option("--out", args->out, "output PNG");
+  cmd->add_option("--split", args->split, "train or val")->check(CLI::IsMember({"train", "val"}));
+  cmd->add_option("--count", args->count, "number of scenes")->check(CLI::PositiveNumber);
+  cmd->add_option("--cols", args->cols, "scenes per row")->check(CLI::PositiveNumber);
+  cmd->add_option("--set", args->overrides, "override a recipe key: key.sub=value");
+  cmd->callback([&run, args] {
+    run = [args] {
+      Config config = Config::load_file(args->recipe);
+      for (const auto& o : args->overrides) config.apply_override(o);
+      Recipe recipe = Recipe::parse(std::move(config));
+      DataSplits data = load_data_splits(recipe.data);
+      const TensorDataset& split = args->split == "train" ? *data.train : *data.val;
+      write_scene_grid(args->out, split, std::min(args->count, split.size()), args->cols);
+      fmt::print("wrote {} scenes of the {} split to {}\n", std::min(args->count, split.size()),
+                 args->split, args->out);
+      return 0;
+    };
+  });
+}
+
+}  // namespace distillery::cli

@@ -1,0 +1,82 @@
+// A recipe: one YAML file naming the data, the student, the optional teacher and distillers,
+// and the training schedule. Every field is validated when it is read; keys no code reads are
+// rejected by Config::check_all_consumed once the run is fully built.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "distillery/core/config.h"
+#include "distillery/data/augment.h"
+#include "distillery/data/fashion_seg.h"
+#include "distillery/models/model.h"
+
+namespace distillery {
+
+struct DataSpec {
+  std::string benchmark = "fashion-seg";  // fashion-seg | fashion-mnist
+  FashionSegOptions fashion_seg;          // used by fashion-seg
+  std::string mnist_dir = "/usr/share/datasets/fashion-mnist";
+  AugmentOptions augment;
+  Task task() const { return benchmark == "fashion-mnist" ? Task::Classification : Task::Segmentation; }
+};
+
+struct ModelSpec {
+  std::string name;
+  ModelOptions options;
+};
+
+struct OptimizerOptions {
+  std::string type = "sgd";  // sgd | adamw
+  double lr = 0.01;
+  double momentum = 0.9;
+  double weight_decay = 1e-4;  // applied to weights with >1 dimension (not norms or biases)
+  double beta1 = 0.9, beta2 = 0.999;
+  int64_t warmup_steps = 0;    // linear warm-up from warmup_start_factor * lr
+  double warmup_start_factor = 0.1;
+  double poly_power = 0.9;     // lr * (1 - step/steps)^power after warm-up
+  double grad_clip = 0.0;      // max global gradient norm; 0 disables
+};
+
+struct TrainOptions {
+  int64_t steps = 2000;
+  int64_t batch_size = 16;
+  int64_t eval_every = 500;        // also evaluated at the end
+  int64_t checkpoint_every = 0;    // 0: at every evaluation
+  int64_t log_every = 10;
+  int64_t eval_batch_size = 100;
+  int64_t prefetch = 4;
+  double aux_weight = 0.4;         // FCN auxiliary head loss weight (when the model has one)
+  bool skip_nonfinite = false;     // skip a step whose loss is NaN/Inf instead of stopping
+  OptimizerOptions optimizer;
+};
+
+struct TeacherSpec {
+  bool enabled = false;
+  std::string source = "online";  // online (a cached source comes with the cache issue)
+  ModelSpec model;
+  std::string checkpoint;         // a Distillery checkpoint (latest.ckpt / best.ckpt)
+  std::string recipe;             // trains the teacher into dirname(checkpoint) when it is missing
+};
+
+struct Recipe {
+  Config config;
+  std::string name;
+  uint64_t seed = 0;
+  std::string run_dir;
+  DataSpec data;
+  ModelSpec student;
+  TeacherSpec teacher;
+  std::vector<ConfigSection> distillers;  // parsed by DistillerSet
+  TrainOptions train;
+
+  // Loads, applies `--set key=value` overrides, parses and validates every section except
+  // the distillers' own keys (checked when they are built).
+  static Recipe load(const std::string& path, const std::vector<std::string>& overrides = {});
+  static Recipe parse(Config config);
+};
+
+ModelSpec parse_model_spec(const ConfigSection& section, const DataSpec& data);
+
+}  // namespace distillery

@@ -1,0 +1,218 @@
+#include "distillery/train/trainer.h"
+
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "distillery/core/error.h"
+#include "distillery/core/progress.h"
+#include "distillery/core/runtime.h"
+#include "distillery/data/loader.h"
+#include "distillery/models/zoo.h"
+#include "distillery/train/checkpoint.h"
+#include "distillery/train/optimizer.h"
+#include "distillery/train/task_loss.h"
+
+namespace distillery {
+namespace fs = std::filesystem;
+
+Trainer::Trainer(Recipe recipe) : recipe_(std::move(recipe)) {
+  seed_everything(recipe_.seed);
+  // The teacher comes first: when it has to be trained, that run reseeds the generator, and
+  // the student's initialisation must not depend on whether it did.
+  if (recipe_.teacher.enabled) teacher_ = make_teacher_source(recipe_.teacher);
+  seed_everything(recipe_.seed);
+  student_ = create_model(recipe_.student.name, recipe_.student.options);
+  data_ = load_data_splits(recipe_.data);
+  if (data_.train->num_classes != student_->num_classes())
+    throw ConfigError(fmt::format("config key 'model.name': '{}' predicts {} classes but the data has {}",
+                                  recipe_.student.name, student_->num_classes(),
+                                  data_.train->num_classes));
+  if (teacher_ && teacher_->num_classes() != student_->num_classes())
+    throw ConfigError(fmt::format("config key 'teacher.model': the teacher predicts {} classes, the student {}",
+                                  teacher_->num_classes(), student_->num_classes()));
+
+  std::vector<torch::Tensor> params = student_->parameters();
+  if (!recipe_.distillers.empty()) {
+    DistillerContext context;
+    context.student_stages = student_->stages();
+    context.teacher_stages = teacher_->stages();
+    context.num_classes = student_->num_classes();
+    context.task = recipe_.data.task();
+    context.dataset_size = data_.train->size();
+    distillers_ = DistillerSet(recipe_.distillers, context);
+    for (auto& p : distillers_->parameters()) params.push_back(p);
+  }
+  recipe_.config.check_all_consumed();
+  optimizer_ = make_optimizer(recipe_.train.optimizer, params);
+}
+
+Trainer::~Trainer() = default;
+
+void Trainer::save(const std::string& file, int64_t step, double best_metric) {
+  CheckpointMeta meta;
+  meta.step = step;
+  meta.best_metric = best_metric;
+  meta.model_name = recipe_.student.name;
+  meta.num_classes = student_->num_classes();
+  meta.config_yaml = recipe_.config.dump();
+  CheckpointParts parts{student_.get(), distillers_ ? distillers_.ptr().get() : nullptr,
+                        optimizer_.get(), /*rng=*/true};
+  save_checkpoint(recipe_.run_dir + "/" + file, meta, parts);
+}
+
+void Trainer::log_json(const std::string& line) {
+  *metrics_log_ << line << '\n';
+  metrics_log_->flush();
+}
+
+TrainResult Trainer::run(bool resume, int64_t stop_after) {
+  const TrainOptions& opt = recipe_.train;
+  const Task task = recipe_.data.task();
+  fs::create_directories(recipe_.run_dir);
+  const std::string latest = recipe_.run_dir + "/latest.ckpt";
+
+  int64_t start_step = 0;
+  double best_metric = -1.0;
+  if (resume) {
+    if (!fs::exists(latest))
+      throw Error(fmt::format("cannot resume: no checkpoint at '{}'", latest));
+    CheckpointMeta meta = read_checkpoint_meta(latest);
+    if (meta.model_name != recipe_.student.name)
+      throw ConfigError(fmt::format("cannot resume '{}': it was trained with model '{}', the recipe names '{}'",
+                                    latest, meta.model_name, recipe_.student.name));
+    if (meta.num_classes != student_->num_classes())
+      throw ConfigError(fmt::format("cannot resume '{}': it has {} classes, the recipe {}", latest,
+                                    meta.num_classes, student_->num_classes()));
+    load_checkpoint(latest, CheckpointParts{student_.get(),
+                                            distillers_ ? distillers_.ptr().get() : nullptr,
+                                            optimizer_.get(), /*rng=*/true});
+    start_step = meta.step;
+    best_metric = meta.best_metric;
+  }
+  {
+    std::ofstream config_out(recipe_.run_dir + "/config.yaml");
+    config_out << recipe_.config.dump();
+  }
+  metrics_log_ = std::make_unique<std::ofstream>(recipe_.run_dir + "/metrics.jsonl",
+                                                 resume ? std::ios::app : std::ios::trunc);
+
+  LoaderOptions loader;
+  loader.batch_size = opt.batch_size;
+  loader.augment = recipe_.data.augment;
+  loader.seed = recipe_.seed;
+  loader.prefetch = opt.prefetch;
+  TrainStream stream(data_.train, loader, start_step);
+  const int64_t checkpoint_every = opt.checkpoint_every > 0 ? opt.checkpoint_every : opt.eval_every;
+
+  std::vector<torch::Tensor> clip_params;
+  for (auto& group : optimizer_->param_groups())
+    for (auto& p : group.params()) clip_params.push_back(p);
+
+  TrainResult result;
+  result.run_dir = recipe_.run_dir;
+  result.metric_name = task == Task::Classification ? "top1" : "mIoU";
+  result.best_metric = best_metric;
+  double train_seconds = 0;
+  int64_t images = 0;
+  std::string last_metric_text;
+
+  student_->train();
+  ProgressBar bar(recipe_.name, opt.steps, start_step);
+  const int64_t end_step = stop_after > 0 ? std::min(stop_after, opt.steps) : opt.steps;
+  for (int64_t step = start_step; step < end_step; ++step) {
+    auto begin = std::chrono::steady_clock::now();
+    Batch batch = stream.next();
+    set_learning_rate(*optimizer_, learning_rate_at(opt.optimizer, step, opt.steps));
+
+    ModelOutput out = student_->forward(batch.images);
+    LossTerms terms;
+    terms.add("ce", task_loss(out.logits, batch.targets, task));
+    if (out.aux_logits.defined() && opt.aux_weight > 0)
+      terms.add("aux", opt.aux_weight * task_loss(out.aux_logits, batch.targets, task));
+    if (distillers_) {
+      ModelOutput teacher_out;
+      if (distillers_->needs_teacher()) teacher_out = teacher_->outputs(batch);
+      StepInfo info{step, opt.steps, stream.steps_per_epoch()};
+      for (auto& [name, value] : distillers_->forward(out, teacher_out, batch, info).terms)
+        terms.add(name, value);
+    }
+
+    std::map<std::string, double> values;
+    std::string bad_term;
+    for (const auto& [name, value] : terms.terms) {
+      double v = value.item<double>();
+      values[name] = v;
+      if (!std::isfinite(v) && bad_term.empty()) bad_term = name;
+    }
+    optimizer_->zero_grad();
+    if (!bad_term.empty()) {
+      std::string what = fmt::format("loss term '{}' is {} at step {}", bad_term, values[bad_term], step + 1);
+      if (!opt.skip_nonfinite)
+        throw Error(fmt::format("{}; stopped, last good checkpoint kept in {}", what, recipe_.run_dir));
+      log_json(nlohmann::json{{"step", step + 1}, {"skipped", what}}.dump());
+      continue;
+    }
+    torch::Tensor total = terms.total();
+    total.backward();
+    if (opt.optimizer.grad_clip > 0) torch::nn::utils::clip_grad_norm_(clip_params, opt.optimizer.grad_clip);
+    optimizer_->step();
+
+    train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+    images += batch.images.size(0);
+    const int64_t done = step + 1;
+    double loss = total.item<double>();
+
+    if (done % opt.log_every == 0 || done == opt.steps) {
+      nlohmann::json record{{"step", done},
+                            {"lr", learning_rate_at(opt.optimizer, step, opt.steps)},
+                            {"loss", loss},
+                            {"terms", values},
+                            {"train_seconds", train_seconds}};
+      log_json(record.dump());
+    }
+    bar.update(done, fmt::format("loss {:.4f}{}", loss, last_metric_text));
+
+    bool final_step = done == opt.steps;
+    if (done % opt.eval_every == 0 || final_step) {
+      EvalResult eval = evaluate(*student_, *data_.val, opt.eval_batch_size);
+      last_metric_text = fmt::format(" {} {:.4f}", eval.metric_name, eval.metric);
+      std::vector<double> iou;
+      for (double v : eval.per_class_iou) iou.push_back(std::isnan(v) ? -1.0 : v);
+      log_json(nlohmann::json{{"step", done},
+                              {"eval", {{eval.metric_name, eval.metric},
+                                        {"accuracy", eval.pixel_accuracy},
+                                        {"per_class_iou", iou}}}}
+                   .dump());
+      result.final_metric = eval.metric;
+      if (eval.metric > best_metric) {
+        best_metric = eval.metric;
+        save("best.ckpt", done, best_metric);
+      }
+      bar.update(done, fmt::format("loss {:.4f}{}", loss, last_metric_text));
+    }
+    if (done % checkpoint_every == 0 || final_step || done == end_step)
+      save("latest.ckpt", done, best_metric);
+  }
+  bar.finish();
+  if (start_step >= opt.steps) {
+    result.final_metric = evaluate(*student_, *data_.val, opt.eval_batch_size).metric;
+  }
+  result.best_metric = best_metric;
+  result.steps = opt.steps;
+  result.train_seconds = train_seconds;
+  result.images_per_second = train_seconds > 0 ? images / train_seconds : 0;
+  nlohmann::json summary{{"summary", {{"final_" + result.metric_name, result.final_metric},
+                                      {"best_" + result.metric_name, result.best_metric},
+                                      {"train_seconds", train_seconds},
+                                      {"images_per_second", result.images_per_second}}}};
+  log_json(summary.dump());
+  return result;
+}
+
+}  // namespace distillery
