@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <torch/torch.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -61,6 +62,13 @@ void write_file_atomically(const std::string& path, const std::string& bytes) {
     ::unlink(tmp.c_str());
     throw Error(fmt::format("checkpoint '{}': rename failed ({})", path, std::strerror(errno)));
   }
+}
+
+std::map<std::string, std::vector<int64_t>> tensor_shapes(const torch::nn::Module& module) {
+  std::map<std::string, std::vector<int64_t>> shapes;
+  for (const auto& item : module.named_parameters()) shapes[item.key()] = item.value().sizes().vec();
+  for (const auto& item : module.named_buffers()) shapes[item.key()] = item.value().sizes().vec();
+  return shapes;
 }
 
 struct CheckpointFile {
@@ -157,7 +165,14 @@ CheckpointMeta load_checkpoint(const std::string& path, const CheckpointParts& p
       torch::serialize::InputArchive nested;
       if (!archive.try_read(key, nested))
         throw Error(fmt::format("checkpoint '{}': has no '{}' section", path, key));
+      // Module::load replaces tensors without comparing shapes: check them ourselves.
+      auto shapes = tensor_shapes(*module);
       module->load(nested);
+      for (const auto& [name, shape] : tensor_shapes(*module)) {
+        if (shapes.at(name) != shape)
+          throw Error(fmt::format("checkpoint '{}': '{}.{}' has shape {}, the model expects {}", path,
+                                  key, name, fmt::join(shape, "x"), fmt::join(shapes.at(name), "x")));
+      }
     };
     read_into("model", parts.model);
     read_into("distillers", parts.distillers);
