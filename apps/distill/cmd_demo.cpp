@@ -197,10 +197,10 @@ int run_demo(const std::string& configs_arg, const std::string& out_dir, bool fr
                          recipes[i].student.name, 100 * results[i].metric, delta,
                          results[i].train_seconds);
   }
-  fmt::print("\nfashion-seg validation (2,000 scenes), mIoU in %:\n{}", table);
+  DataSplits data = load_data_splits(recipes.front().data);
+  fmt::print("\nfashion-seg validation ({} scenes), mIoU in %:\n{}", data.val->size(), table);
   std::ofstream(out_dir + "/results.md") << table;
 
-  DataSplits data = load_data_splits(recipes.front().data);
   std::vector<std::pair<std::string, Model>> models = {
       {"teacher", load_model(teacher_recipe, out_dir + "/teacher/latest.ckpt")},
       {"student", load_model(recipes.front(), out_dir + "/student/latest.ckpt")},
