@@ -120,3 +120,28 @@ TEST(Cli, ShowDataWritesPng) {
   png.read(magic, 8);
   EXPECT_EQ(std::string(magic + 1, 3), "PNG");
 }
+
+TEST(Cli, HeteroAKDRunTrainsMissingTeacherThenDistils) {
+  std::string dir = temp_dir("hetero");
+  std::string teacher = write_file(dir + "/teacher.yaml", kTinyRecipe);
+  std::string student = write_file(dir + "/student.yaml", std::string(R"(
+name: tiny_student
+seed: 2
+data:
+  fashion_seg: {canvas: 32, train_scenes: 64, val_scenes: 16, max_items: 2, max_scale: 1.0}
+model: {name: segformer_b0, width: 0.5}
+teacher:
+  model: {name: deeplabv3_resnet18_slim, width: 0.25}
+  checkpoint: )") + dir + "/teacher/latest.ckpt\n  recipe: " + teacher + R"(
+distillers:
+  - {name: heteroakd, student_stages: [1, 2], teacher_stages: [-2, -1]}
+train: {steps: 3, batch_size: 4, eval_every: 3, log_every: 1, optimizer: {type: adamw}}
+)");
+  Result r = run_distill("--threads 1 train " + student + " --set output.dir=" + dir + "/student");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(fs::exists(dir + "/teacher/latest.ckpt"));  // trained first, from teacher.recipe
+  std::ifstream log(dir + "/student/metrics.jsonl");
+  std::string all((std::istreambuf_iterator<char>(log)), {});
+  for (const char* term : {"\"ce\"", "\"heteroakd.mix\"", "\"heteroakd.proj\"", "\"heteroakd.kd\"", "mIoU"})
+    EXPECT_NE(all.find(term), std::string::npos) << term << "\n" << all;
+}
