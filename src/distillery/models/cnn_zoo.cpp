@@ -2,9 +2,9 @@
 // and fashion-mnist (28x28, 1 channel, 10 classes).
 //
 // Stems. Segmentation inputs up to 128 px use a 3x3 stride-2 conv + max-pool instead of
-// torchvision's 7x7 (a 7x7 stride-2 kernel blurs 28-px items); output stride 8 dilates layer3 and
-// layer4, so the stages sit at strides 4, 8, 8, 8 - the same as MobileNetV2's (stride-2 stem,
-// 160-group dilated) and a 64x64 scene gives 16x16 shallow features and an 8x8 map for ASPP.
+// torchvision's 7x7 (sized for 224-px photos); output stride 8 dilates layer3 and layer4, so the
+// stages sit at strides 4, 8, 8, 8 - the same as MobileNetV2's (stride-2 stem, 160-group
+// dilated) - and a 64x64 scene gives 16x16 shallow features and an 8x8 map for ASPP.
 // Dropping the max-pool (stages at 2, 4, 8, 8) measured 15% (ResNet-18) to 35% (ResNet-50)
 // slower training on 2 cores for the same 8x8 logits. Larger inputs get the 7x7 ImageNet stem.
 // Classification inputs up to 64 px use a 3x3 stride-1 conv and no max-pool (stages at 1, 2, 4,

@@ -61,4 +61,14 @@ std::string FeatureTap::describe() const {
   return "?";
 }
 
+StagePairTaps read_stage_pair(const ConfigSection& cfg, const std::vector<StageSpec>& student_stages,
+                              const std::vector<StageSpec>& teacher_stages) {
+  const auto stage = cfg.get<int64_t>("stage", -1);
+  const auto teacher_stage = cfg.get<int64_t>("teacher_stage", stage);
+  return {FeatureTap::features(resolve_stage_index(cfg, "stage", stage,
+                                                   static_cast<int64_t>(student_stages.size()))),
+          FeatureTap::features(resolve_stage_index(cfg, "teacher_stage", teacher_stage,
+                                                   static_cast<int64_t>(teacher_stages.size())))};
+}
+
 }  // namespace distillery

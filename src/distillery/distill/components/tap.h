@@ -41,4 +41,12 @@ struct FeatureTap {
   std::string describe() const;  // "logits", "features[2]", "aux_logits"
 };
 
+// A student stage (`stage`, default the last) and the teacher stage it is compared with
+// (`teacher_stage`, default the same index), both resolved against their networks.
+struct StagePairTaps {
+  FeatureTap student, teacher;
+};
+StagePairTaps read_stage_pair(const ConfigSection& cfg, const std::vector<StageSpec>& student_stages,
+                              const std::vector<StageSpec>& teacher_stages);
+
 }  // namespace distillery

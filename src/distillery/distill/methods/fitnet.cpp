@@ -15,12 +15,9 @@ class FitNetImpl : public DistillerImpl {
  public:
   FitNetImpl(const DistillerContext& context, const ConfigSection& params)
       : mask_ignore_(params.get<bool>("mask_ignore", true)) {
-    const auto stage = params.get<int64_t>("stage", -1);
-    student_tap_ = FeatureTap::features(
-        resolve_stage_index(params, "stage", stage, static_cast<int64_t>(context.student_stages.size())));
-    teacher_tap_ = FeatureTap::features(resolve_stage_index(
-        params, "teacher_stage", params.get<int64_t>("teacher_stage", stage),
-        static_cast<int64_t>(context.teacher_stages.size())));
+    const auto taps = read_stage_pair(params, context.student_stages, context.teacher_stages);
+    student_tap_ = taps.student;
+    teacher_tap_ = taps.teacher;
     regressor_ = register_module(
         "regressor", make_aligner(student_tap_.channels(context.student_stages, context.num_classes),
                                   teacher_tap_.channels(context.teacher_stages, context.num_classes)));

@@ -17,12 +17,9 @@ class StructuredKdImpl : public DistillerImpl {
       : grid_(params.get<int64_t>("grid", 4)),
         // CIRKD pools with max pooling before the pairwise term.
         max_pool_(params.get_choice("pool", "max", {"max", "avg"}) == "max") {
-    const auto stage = params.get<int64_t>("stage", -1);
-    student_tap_ = FeatureTap::features(
-        resolve_stage_index(params, "stage", stage, static_cast<int64_t>(context.student_stages.size())));
-    teacher_tap_ = FeatureTap::features(resolve_stage_index(
-        params, "teacher_stage", params.get<int64_t>("teacher_stage", stage),
-        static_cast<int64_t>(context.teacher_stages.size())));
+    const auto taps = read_stage_pair(params, context.student_stages, context.teacher_stages);
+    student_tap_ = taps.student;
+    teacher_tap_ = taps.teacher;
     params.check(grid_ >= 1, "grid", "must be >= 1");
   }
 
