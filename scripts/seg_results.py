@@ -11,21 +11,10 @@ import re
 import subprocess
 import sys
 
+from kd_results import summary  # the run summary reader shared by both result scripts
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DISTILL = os.path.join(ROOT, "build", "distill")
-
-
-def summary(run_dir):
-    path = os.path.join(run_dir, "metrics.jsonl")
-    if not os.path.exists(path):
-        return None
-    result = None
-    with open(path) as f:
-        for line in f:
-            record = json.loads(line)
-            if "summary" in record:
-                result = record["summary"]
-    return result
 
 
 def zoo():
