@@ -81,7 +81,20 @@ int64_t checked_steps_per_epoch(const TensorDataset& dataset, const LoaderOption
   if (dataset.size() < options.batch_size)
     throw ConfigError(fmt::format("loader: batch_size {} exceeds the dataset size {}",
                                   options.batch_size, dataset.size()));
+  if (options.num_shards < 1 || options.shard < 0 || options.shard >= options.num_shards)
+    throw ConfigError(fmt::format("loader: shard {} of {} does not exist", options.shard,
+                                  options.num_shards));
+  if (options.batch_size % options.num_shards != 0)
+    throw ConfigError(fmt::format("loader: batch_size {} (the global batch) is not divisible by the "
+                                  "{} processes", options.batch_size, options.num_shards));
   return dataset.size() / options.batch_size;
+}
+
+// This shard's positions of step k's global batch in its epoch's order.
+std::pair<int64_t, int64_t> shard_positions(const LoaderOptions& options, int64_t step_in_epoch) {
+  const int64_t local = options.batch_size / options.num_shards;
+  const int64_t begin = step_in_epoch * options.batch_size + options.shard * local;
+  return {begin, begin + local};
 }
 
 }  // namespace
@@ -126,9 +139,10 @@ std::vector<int64_t> epoch_order(int64_t dataset_size, uint64_t seed, int64_t ep
 Batch make_train_batch(const TensorDataset& dataset, const LoaderOptions& options, int64_t step) {
   check_dataset(dataset);
   const int64_t steps = checked_steps_per_epoch(dataset, options);
-  const int64_t epoch = step / steps, position = (step % steps) * options.batch_size;
+  const int64_t epoch = step / steps;
+  const auto [begin, end] = shard_positions(options, step % steps);
   std::vector<int64_t> order = epoch_order(dataset.size(), options.seed, epoch, options.shuffle);
-  std::vector<int64_t> indices(order.begin() + position, order.begin() + position + options.batch_size);
+  std::vector<int64_t> indices(order.begin() + begin, order.begin() + end);
   Batch batch = assemble(dataset, indices, &options.augment, options.seed, epoch);
   if (options.batch_hook) options.batch_hook(batch, step);
   return batch;
@@ -167,13 +181,12 @@ TrainStream::~TrainStream() {
 
 Batch TrainStream::build(int64_t step) {
   const int64_t epoch = step / steps_per_epoch_;
-  const int64_t position = (step % steps_per_epoch_) * options_.batch_size;
+  const auto [begin, end] = shard_positions(options_, step % steps_per_epoch_);
   if (epoch != cached_epoch_) {
     cached_order_ = epoch_order(dataset_->size(), options_.seed, epoch, options_.shuffle);
     cached_epoch_ = epoch;
   }
-  std::vector<int64_t> indices(cached_order_.begin() + position,
-                               cached_order_.begin() + position + options_.batch_size);
+  std::vector<int64_t> indices(cached_order_.begin() + begin, cached_order_.begin() + end);
   Batch batch = assemble(*dataset_, indices, &options_.augment, options_.seed, epoch);
   if (options_.batch_hook) options_.batch_hook(batch, step);
   return batch;

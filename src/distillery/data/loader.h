@@ -36,6 +36,11 @@ struct LoaderOptions {
   AugmentOptions augment;
   uint64_t seed = 0;
   int64_t prefetch = 4;  // batches prepared ahead by a background thread; 0: none, no thread
+  // Data-parallel shards: batch_size stays the global batch; shard r of num_shards takes
+  // positions [r * b, (r + 1) * b) of it (b = batch_size / num_shards), so the shards of one
+  // step together are exactly the batch a single process takes at that step.
+  int64_t shard = 0;
+  int64_t num_shards = 1;
   // Optional extra work on each finished batch, run on the preparing thread (e.g. attaching
   // cached teacher outputs). An exception thrown here is rethrown by TrainStream::next().
   std::function<void(Batch& batch, int64_t step)> batch_hook;
@@ -49,7 +54,8 @@ struct LoaderOptions {
 std::vector<int64_t> epoch_order(int64_t dataset_size, uint64_t seed, int64_t epoch, bool shuffle);
 
 // Batch `step` of the stream (no prefetching): epoch = step / steps_per_epoch, positions
-// [k * B, (k + 1) * B) of that epoch's order, k = step % steps_per_epoch (drop_last).
+// [k * B, (k + 1) * B) of that epoch's order, k = step % steps_per_epoch (drop_last), or this
+// shard's part of them.
 Batch make_train_batch(const TensorDataset& dataset, const LoaderOptions& options, int64_t step);
 
 // Samples [start, start + count) without augmentation; count is clipped at the dataset's end.

@@ -8,6 +8,7 @@
 
 #include "distillery/core/error.h"
 #include "distillery/models/init.h"
+#include "distillery/models/batch_norm.h"
 
 namespace distillery {
 
@@ -20,7 +21,7 @@ torch::nn::Sequential conv_bn_relu(int64_t in, int64_t out, int64_t kernel,
                             .padding((kernel - 1) / 2 * dilation)
                             .dilation(dilation)
                             .bias(false)),
-      torch::nn::BatchNorm2d(out), torch::nn::ReLU(torch::nn::ReLUOptions(true)));
+      BatchNorm2d(out), torch::nn::ReLU(torch::nn::ReLUOptions(true)));
 }
 
 }  // namespace

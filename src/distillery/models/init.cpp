@@ -4,6 +4,8 @@
 
 #include <cmath>
 
+#include "distillery/models/batch_norm.h"
+
 namespace distillery {
 
 void trunc_normal_(torch::Tensor tensor, double std) {
@@ -22,6 +24,11 @@ void init_norm(torch::nn::Module& m) {
     if (bn->options.affine()) {
       torch::nn::init::ones_(bn->weight);
       torch::nn::init::zeros_(bn->bias);
+    }
+  } else if (auto* own_bn = m.as<BatchNorm2dImpl>()) {
+    if (own_bn->options.affine()) {
+      torch::nn::init::ones_(own_bn->weight);
+      torch::nn::init::zeros_(own_bn->bias);
     }
   } else if (auto* ln = m.as<torch::nn::LayerNormImpl>()) {
     if (ln->options.elementwise_affine()) {

@@ -8,6 +8,7 @@
 
 #include "distillery/core/error.h"
 #include "distillery/models/init.h"
+#include "distillery/models/batch_norm.h"
 
 namespace distillery {
 
@@ -29,7 +30,7 @@ void append_conv_bn_relu6(torch::nn::Sequential& layers, int64_t in, int64_t out
                                           .dilation(dilation)
                                           .groups(groups)
                                           .bias(false)));
-  layers->push_back(torch::nn::BatchNorm2d(out));
+  layers->push_back(BatchNorm2d(out));
   layers->push_back(torch::nn::ReLU6(torch::nn::ReLU6Options(true)));
 }
 
@@ -54,7 +55,7 @@ InvertedResidualImpl::InvertedResidualImpl(int64_t in_channels, int64_t out_chan
   append_conv_bn_relu6(body_, hidden, hidden, 3, stride, dilation, hidden);
   body_->push_back(
       torch::nn::Conv2d(torch::nn::Conv2dOptions(hidden, out_channels, 1).bias(false)));
-  body_->push_back(torch::nn::BatchNorm2d(out_channels));
+  body_->push_back(BatchNorm2d(out_channels));
   register_module("body", body_);
 }
 

@@ -25,7 +25,7 @@ torch::nn::Conv2d conv1x1(int64_t in, int64_t out, int64_t stride = 1) {
 // The shortcut projection where the block changes resolution or width, else none.
 torch::nn::Sequential make_downsample(int64_t in, int64_t out, int64_t stride) {
   if (stride == 1 && in == out) return nullptr;
-  return torch::nn::Sequential(conv1x1(in, out, stride), torch::nn::BatchNorm2d(out));
+  return torch::nn::Sequential(conv1x1(in, out, stride), BatchNorm2d(out));
 }
 
 }  // namespace
@@ -48,9 +48,9 @@ ResNetOptions ResNetOptions::for_depth(int64_t depth) {
 BasicBlockImpl::BasicBlockImpl(int64_t in_channels, int64_t planes, int64_t stride,
                                int64_t first_dilation, int64_t dilation) {
   conv1_ = register_module("conv1", conv3x3(in_channels, planes, stride, first_dilation));
-  bn1_ = register_module("bn1", torch::nn::BatchNorm2d(planes));
+  bn1_ = register_module("bn1", BatchNorm2d(planes));
   conv2_ = register_module("conv2", conv3x3(planes, planes, 1, dilation));
-  bn2_ = register_module("bn2", torch::nn::BatchNorm2d(planes));
+  bn2_ = register_module("bn2", BatchNorm2d(planes));
   downsample_ = make_downsample(in_channels, planes, stride);
   if (downsample_) register_module("downsample", downsample_);
 }
@@ -66,11 +66,11 @@ BottleneckImpl::BottleneckImpl(int64_t in_channels, int64_t planes, int64_t stri
                                int64_t dilation) {
   const int64_t out_channels = planes * 4;
   conv1_ = register_module("conv1", conv1x1(in_channels, planes));
-  bn1_ = register_module("bn1", torch::nn::BatchNorm2d(planes));
+  bn1_ = register_module("bn1", BatchNorm2d(planes));
   conv2_ = register_module("conv2", conv3x3(planes, planes, stride, dilation));
-  bn2_ = register_module("bn2", torch::nn::BatchNorm2d(planes));
+  bn2_ = register_module("bn2", BatchNorm2d(planes));
   conv3_ = register_module("conv3", conv1x1(planes, out_channels));
-  bn3_ = register_module("bn3", torch::nn::BatchNorm2d(out_channels));
+  bn3_ = register_module("bn3", BatchNorm2d(out_channels));
   downsample_ = make_downsample(in_channels, out_channels, stride);
   if (downsample_) register_module("downsample", downsample_);
 }
@@ -111,7 +111,7 @@ ResNetImpl::ResNetImpl(const ResNetOptions& options) : options_(options) {
                             .stride(stem.stride)
                             .padding(stem.kernel_size / 2)
                             .bias(false)),
-      torch::nn::BatchNorm2d(w), torch::nn::ReLU(torch::nn::ReLUOptions(true)));
+      BatchNorm2d(w), torch::nn::ReLU(torch::nn::ReLUOptions(true)));
   if (stem.max_pool)
     stem_->push_back(torch::nn::MaxPool2d(torch::nn::MaxPool2dOptions(3).stride(2).padding(1)));
   register_module("stem", stem_);

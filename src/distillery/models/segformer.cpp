@@ -20,7 +20,7 @@ SegFormerHeadImpl::SegFormerHeadImpl(const std::vector<int64_t>& in_channels, in
   fuse = register_module("linear_fuse", torch::nn::Conv2d(torch::nn::Conv2dOptions(
                                                               fused_in, embed_dim, 1)
                                                               .bias(false)));
-  fuse_norm = register_module("linear_fuse_bn", torch::nn::BatchNorm2d(embed_dim));
+  fuse_norm = register_module("linear_fuse_bn", BatchNorm2d(embed_dim));
   dropout = register_module("dropout", torch::nn::Dropout2d(dropout_rate));
   classifier = register_module("linear_pred",
                                torch::nn::Conv2d(torch::nn::Conv2dOptions(embed_dim, num_classes, 1)));

@@ -2,7 +2,6 @@
 // stride 4 of the input.
 #pragma once
 #include <torch/nn/module.h>
-#include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/dropout.h>
 #include <torch/nn/modules/linear.h>
@@ -11,6 +10,7 @@
 #include <vector>
 
 #include "distillery/models/mit.h"
+#include "distillery/models/batch_norm.h"
 #include "distillery/models/model.h"
 
 namespace distillery {
@@ -26,7 +26,7 @@ class SegFormerHeadImpl : public torch::nn::Module {
 
   std::vector<torch::nn::Linear> stage_linears;
   torch::nn::Conv2d fuse{nullptr};
-  torch::nn::BatchNorm2d fuse_norm{nullptr};
+  BatchNorm2d fuse_norm{nullptr};
   torch::nn::Dropout2d dropout{nullptr};
   torch::nn::Conv2d classifier{nullptr};
 };

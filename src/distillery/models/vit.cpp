@@ -131,7 +131,7 @@ std::vector<StageSpec> ViTBackboneImpl::stages() const {
 ViTSegHeadImpl::ViTSegHeadImpl(int64_t in_channels, int64_t hidden, int64_t num_classes) {
   conv = register_module(
       "conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(in_channels, hidden, 1).bias(false)));
-  bn = register_module("bn", torch::nn::BatchNorm2d(hidden));
+  bn = register_module("bn", BatchNorm2d(hidden));
   classifier = register_module("classifier",
                                torch::nn::Conv2d(torch::nn::Conv2dOptions(hidden, num_classes, 1)));
 }

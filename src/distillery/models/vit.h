@@ -5,7 +5,6 @@
 // maps at the patch stride; and a segmentation model with a SETR-naive head on the last stage.
 #pragma once
 #include <torch/nn/module.h>
-#include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
@@ -15,6 +14,7 @@
 #include <vector>
 
 #include "distillery/models/drop_path.h"
+#include "distillery/models/batch_norm.h"
 #include "distillery/models/model.h"
 
 namespace distillery {
@@ -96,7 +96,7 @@ class ViTSegHeadImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& map);
 
   torch::nn::Conv2d conv{nullptr}, classifier{nullptr};
-  torch::nn::BatchNorm2d bn{nullptr};
+  BatchNorm2d bn{nullptr};
 };
 TORCH_MODULE(ViTSegHead);
 

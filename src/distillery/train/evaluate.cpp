@@ -4,12 +4,13 @@
 
 #include "distillery/core/progress.h"
 #include "distillery/data/loader.h"
+#include "distillery/distributed/data_parallel.h"
 #include "distillery/train/task_loss.h"
 
 namespace distillery {
 
 EvalResult evaluate(ModelImpl& model, const TensorDataset& data, int64_t batch_size,
-                    bool show_progress) {
+                    bool show_progress, DataParallel* parallel) {
   torch::NoGradGuard no_grad;
   bool was_training = model.is_training();
   model.eval();
@@ -17,7 +18,8 @@ EvalResult evaluate(ModelImpl& model, const TensorDataset& data, int64_t batch_s
   int64_t batches = (data.size() + batch_size - 1) / batch_size;
   std::unique_ptr<ProgressBar> bar;
   if (show_progress) bar = std::make_unique<ProgressBar>("eval", batches);
-  for (int64_t b = 0; b < batches; ++b) {
+  const int64_t first = parallel ? parallel->rank() : 0, stride = parallel ? parallel->world_size() : 1;
+  for (int64_t b = first; b < batches; b += stride) {
     int64_t start = b * batch_size;
     Batch batch = make_eval_batch(data, start, std::min(batch_size, data.size() - start));
     auto logits = model.forward(batch.images).logits;
@@ -25,6 +27,11 @@ EvalResult evaluate(ModelImpl& model, const TensorDataset& data, int64_t batch_s
     if (bar) bar->update(b + 1);
   }
   if (bar) bar->finish();
+  if (parallel) {
+    torch::Tensor counts = confusion.counts().contiguous().clone();
+    parallel->sum(counts);
+    confusion = ConfusionMatrix::from_counts(counts);
+  }
   model.train(was_training);
   EvalResult result;
   result.per_class_iou = confusion.per_class_iou();

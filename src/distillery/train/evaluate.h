@@ -16,8 +16,12 @@ struct EvalResult {
   std::string metric_name;       // "mIoU" or "top1"
 };
 
-// Runs in eval mode without gradients and restores the model's previous mode.
+class DataParallel;
+
+// Runs in eval mode without gradients and restores the model's previous mode. With `parallel`,
+// every rank evaluates every world_size-th batch and the confusion counts are summed, so every
+// rank returns the result of the whole split.
 EvalResult evaluate(ModelImpl& model, const TensorDataset& data, int64_t batch_size,
-                    bool show_progress = false);
+                    bool show_progress = false, DataParallel* parallel = nullptr);
 
 }  // namespace distillery

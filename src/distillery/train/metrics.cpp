@@ -14,6 +14,14 @@ namespace distillery {
 ConfusionMatrix::ConfusionMatrix(int64_t num_classes)
     : num_classes_(num_classes), counts_(torch::zeros({num_classes, num_classes}, torch::kInt64)) {}
 
+ConfusionMatrix ConfusionMatrix::from_counts(const torch::Tensor& counts) {
+  TORCH_CHECK(counts.dim() == 2 && counts.size(0) == counts.size(1) && counts.scalar_type() == torch::kInt64,
+              "ConfusionMatrix::from_counts: expected int64 [K, K], got ", counts.sizes());
+  ConfusionMatrix matrix(counts.size(0));
+  matrix.counts_ = counts.clone();
+  return matrix;
+}
+
 void ConfusionMatrix::update(const torch::Tensor& predictions, const torch::Tensor& targets) {
   TORCH_CHECK(predictions.sizes() == targets.sizes(), "prediction/target shape mismatch");
   auto truth = targets.reshape(-1).to(torch::kInt64);

@@ -9,6 +9,8 @@ namespace distillery {
 class ConfusionMatrix {
  public:
   explicit ConfusionMatrix(int64_t num_classes);
+  // From counts made elsewhere (e.g. summed over data-parallel ranks): int64 [K, K].
+  static ConfusionMatrix from_counts(const torch::Tensor& counts);
 
   // predictions, targets: int64 of the same shape; targets equal to 255 are skipped, other
   // out-of-range targets throw (they would silently corrupt the matrix).

@@ -67,6 +67,7 @@ TrainOptions parse_train(const ConfigSection& s) {
   s.check(t.aux_weight >= 0, "aux_weight", "must be >= 0");
   t.skip_nonfinite = s.get("skip_nonfinite", t.skip_nonfinite);
   t.optimizer = parse_optimizer(s.section("optimizer"));
+  t.distributed = DistributedOptions::from_config(s.section("distributed"));
   return t;
 }
 

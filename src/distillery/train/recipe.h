@@ -10,6 +10,7 @@
 #include "distillery/core/config.h"
 #include "distillery/data/augment.h"
 #include "distillery/data/fashion_seg.h"
+#include "distillery/distributed/distributed_options.h"
 #include "distillery/models/model.h"
 
 namespace distillery {
@@ -50,6 +51,7 @@ struct TrainOptions {
   double aux_weight = 0.4;         // FCN auxiliary head loss weight (when the model has one)
   bool skip_nonfinite = false;     // skip a step whose loss is NaN/Inf instead of stopping
   OptimizerOptions optimizer;
+  DistributedOptions distributed;  // multi-process runs (RANK/WORLD_SIZE... in the environment)
 };
 
 struct TeacherSpec {

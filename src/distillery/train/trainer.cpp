@@ -7,12 +7,15 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "distillery/core/error.h"
 #include "distillery/core/progress.h"
 #include "distillery/core/runtime.h"
+#include "distillery/data/augment.h"
 #include "distillery/data/loader.h"
+#include "distillery/distributed/data_parallel.h"
 #include "distillery/models/zoo.h"
 #include "distillery/train/checkpoint.h"
 #include "distillery/train/optimizer.h"
@@ -22,6 +25,8 @@ namespace distillery {
 namespace fs = std::filesystem;
 
 Trainer::Trainer(Recipe recipe) : recipe_(std::move(recipe)) {
+  // First, so that a teacher trained on the fly below shares the rendezvous.
+  parallel_ = DataParallel::from_environment(recipe_.train.distributed);
   seed_everything(recipe_.seed);
   // The teacher comes first: when it has to be trained, that run reseeds the generator, and
   // the student's initialisation must not depend on whether it did.
@@ -50,11 +55,22 @@ Trainer::Trainer(Recipe recipe) : recipe_(std::move(recipe)) {
   }
   recipe_.config.check_all_consumed();
   optimizer_ = make_optimizer(recipe_.train.optimizer, params);
+  if (parallel_) {
+    // Replicas start identical whatever their generators did.
+    std::vector<torch::Tensor> state = student_->parameters();
+    for (auto& b : student_->buffers()) state.push_back(b);
+    if (distillers_) {
+      for (auto& p : distillers_->parameters()) state.push_back(p);
+      for (auto& b : distillers_->buffers()) state.push_back(b);
+    }
+    parallel_->broadcast_from_main(state);
+  }
 }
 
 Trainer::~Trainer() = default;
 
 void Trainer::save(const std::string& file, int64_t step, double best_metric) {
+  if (parallel_ && !parallel_->is_main()) return;
   CheckpointMeta meta;
   meta.step = step;
   meta.best_metric = best_metric;
@@ -67,6 +83,7 @@ void Trainer::save(const std::string& file, int64_t step, double best_metric) {
 }
 
 void Trainer::log_json(const std::string& line) {
+  if (!metrics_log_) return;  // data-parallel ranks other than 0
   *metrics_log_ << line << '\n';
   metrics_log_->flush();
 }
@@ -95,18 +112,25 @@ TrainResult Trainer::run(bool resume, int64_t stop_after) {
     start_step = meta.step;
     best_metric = meta.best_metric;
   }
-  {
+  const bool writes_files = !parallel_ || parallel_->is_main();
+  if (writes_files) {
     std::ofstream config_out(recipe_.run_dir + "/config.yaml");
     config_out << recipe_.config.dump();
+    metrics_log_ = std::make_unique<std::ofstream>(recipe_.run_dir + "/metrics.jsonl",
+                                                   resume ? std::ios::app : std::ios::trunc);
   }
-  metrics_log_ = std::make_unique<std::ofstream>(recipe_.run_dir + "/metrics.jsonl",
-                                                 resume ? std::ios::app : std::ios::trunc);
+  // Each rank draws its own dropout / drop-path / sampling randomness (the checkpoint holds
+  // rank 0's generator).
+  if (parallel_)
+    seed_everything(mix_seed({recipe_.seed, static_cast<uint64_t>(parallel_->rank()),
+                              static_cast<uint64_t>(start_step)}));
 
   LoaderOptions loader;
   loader.batch_size = opt.batch_size;
   loader.augment = recipe_.data.augment;
   loader.seed = recipe_.seed;
   loader.prefetch = opt.prefetch;
+  if (parallel_) loader.shard = parallel_->rank(), loader.num_shards = parallel_->world_size();
   TrainStream stream(data_.train, loader, start_step);
   const int64_t checkpoint_every = opt.checkpoint_every > 0 ? opt.checkpoint_every : opt.eval_every;
 
@@ -123,7 +147,8 @@ TrainResult Trainer::run(bool resume, int64_t stop_after) {
   std::string last_metric_text;
 
   student_->train();
-  ProgressBar bar(recipe_.name, opt.steps, start_step);
+  std::optional<ProgressBar> bar;
+  if (writes_files) bar.emplace(recipe_.name, opt.steps, start_step);
   const int64_t end_step = stop_after > 0 ? std::min(stop_after, opt.steps) : opt.steps;
   for (int64_t step = start_step; step < end_step; ++step) {
     auto begin = std::chrono::steady_clock::now();
@@ -144,12 +169,11 @@ TrainResult Trainer::run(bool resume, int64_t stop_after) {
     }
 
     std::map<std::string, double> values;
+    for (const auto& [name, value] : terms.terms) values[name] = value.item<double>();
+    if (parallel_) values = parallel_->average_values(values);  // every rank decides alike
     std::string bad_term;
-    for (const auto& [name, value] : terms.terms) {
-      double v = value.item<double>();
-      values[name] = v;
+    for (const auto& [name, v] : values)
       if (!std::isfinite(v) && bad_term.empty()) bad_term = name;
-    }
     optimizer_->zero_grad();
     if (!bad_term.empty()) {
       std::string what = fmt::format("loss term '{}' is {} at step {}", bad_term, values[bad_term], step + 1);
@@ -160,13 +184,18 @@ TrainResult Trainer::run(bool resume, int64_t stop_after) {
     }
     torch::Tensor total = terms.total();
     total.backward();
+    if (parallel_) parallel_->average_gradients(clip_params);
     if (opt.optimizer.grad_clip > 0) torch::nn::utils::clip_grad_norm_(clip_params, opt.optimizer.grad_clip);
     optimizer_->step();
 
     train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
-    images += batch.images.size(0);
+    images += opt.batch_size;  // the global batch, over all ranks
     const int64_t done = step + 1;
     double loss = total.item<double>();
+    if (parallel_) {  // the mean over ranks
+      loss = 0;
+      for (const auto& entry : values) loss += entry.second;
+    }
 
     if (done % opt.log_every == 0 || done == opt.steps) {
       nlohmann::json record{{"step", done},
@@ -176,11 +205,11 @@ TrainResult Trainer::run(bool resume, int64_t stop_after) {
                             {"train_seconds", train_seconds}};
       log_json(record.dump());
     }
-    bar.update(done, fmt::format("loss {:.4f}{}", loss, last_metric_text));
+    if (bar) bar->update(done, fmt::format("loss {:.4f}{}", loss, last_metric_text));
 
     bool final_step = done == opt.steps;
     if (done % opt.eval_every == 0 || final_step) {
-      EvalResult eval = evaluate(*student_, *data_.val, opt.eval_batch_size);
+      EvalResult eval = evaluate(*student_, *data_.val, opt.eval_batch_size, false, parallel_.get());
       last_metric_text = fmt::format(" {} {:.4f}", eval.metric_name, eval.metric);
       std::vector<double> iou;
       for (double v : eval.per_class_iou) iou.push_back(std::isnan(v) ? -1.0 : v);
@@ -194,15 +223,17 @@ TrainResult Trainer::run(bool resume, int64_t stop_after) {
         best_metric = eval.metric;
         save("best.ckpt", done, best_metric);
       }
-      bar.update(done, fmt::format("loss {:.4f}{}", loss, last_metric_text));
+      if (bar) bar->update(done, fmt::format("loss {:.4f}{}", loss, last_metric_text));
     }
     if (done % checkpoint_every == 0 || final_step || done == end_step)
       save("latest.ckpt", done, best_metric);
   }
-  bar.finish();
+  if (bar) bar->finish();
   if (start_step >= opt.steps) {
-    result.final_metric = evaluate(*student_, *data_.val, opt.eval_batch_size).metric;
+    result.final_metric = evaluate(*student_, *data_.val, opt.eval_batch_size, false, parallel_.get()).metric;
   }
+  // Nobody reads rank 0's last checkpoint (e.g. a teacher trained on the fly) before it exists.
+  if (parallel_) parallel_->barrier();
   result.best_metric = best_metric;
   result.steps = opt.steps;
   result.train_seconds = train_seconds;
@@ -211,6 +242,11 @@ TrainResult Trainer::run(bool resume, int64_t stop_after) {
                                       {"best_" + result.metric_name, result.best_metric},
                                       {"train_seconds", train_seconds},
                                       {"images_per_second", result.images_per_second}}}};
+  if (parallel_) {
+    result.allreduce_seconds = parallel_->gradient_seconds();
+    summary["summary"]["processes"] = parallel_->world_size();
+    summary["summary"]["allreduce_seconds"] = result.allreduce_seconds;
+  }
   log_json(summary.dump());
   return result;
 }

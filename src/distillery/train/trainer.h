@@ -13,6 +13,8 @@
 
 namespace distillery {
 
+class DataParallel;
+
 struct TrainResult {
   std::string run_dir;
   std::string metric_name;
@@ -20,7 +22,8 @@ struct TrainResult {
   double best_metric = 0;
   int64_t steps = 0;
   double train_seconds = 0;  // optimisation only: evaluation and checkpoints excluded
-  double images_per_second = 0;
+  double images_per_second = 0;   // over all processes of a data-parallel run
+  double allreduce_seconds = 0;   // gradient averaging (data-parallel runs), inside train_seconds
 };
 
 class Trainer {
@@ -49,6 +52,8 @@ class Trainer {
   DistillerSet distillers_{nullptr};
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   std::unique_ptr<std::ofstream> metrics_log_;
+  // Set in a multi-process run (RANK, WORLD_SIZE... in the environment); only rank 0 writes.
+  std::unique_ptr<DataParallel> parallel_;
 };
 
 }  // namespace distillery

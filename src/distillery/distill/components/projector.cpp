@@ -1,4 +1,5 @@
 #include "distillery/distill/components/projector.h"
+#include "distillery/models/batch_norm.h"
 
 #include <torch/torch.h>
 
@@ -16,7 +17,7 @@ torch::nn::Sequential make_projector(int64_t in_channels, int64_t out_channels, 
   nn::Sequential projector;
   if (kind == ProjectorKind::ConvBnRelu) {
     projector->push_back(nn::Conv2d(nn::Conv2dOptions(in_channels, in_channels, 3).padding(1).bias(false)));
-    projector->push_back(nn::BatchNorm2d(in_channels));
+    projector->push_back(BatchNorm2d(in_channels));
     projector->push_back(nn::ReLU());
   }
   projector->push_back(nn::Conv2d(nn::Conv2dOptions(in_channels, out_channels, 1)));

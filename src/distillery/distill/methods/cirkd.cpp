@@ -6,6 +6,8 @@
 #include <algorithm>
 
 #include "distillery/distill/components/losses.h"
+#include "distillery/distributed/process_group.h"
+#include "distillery/models/batch_norm.h"
 
 namespace distillery {
 
@@ -156,7 +158,7 @@ CIRKDImpl::CIRKDImpl(const DistillerContext& context, CIRKDOptions options)
     projector_ = register_module(
         "projector",
         nn::Sequential(nn::Conv2d(nn::Conv2dOptions(s_channels, t_channels, 1).bias(false)),
-                       nn::BatchNorm2d(t_channels), nn::ReLU(),
+                       BatchNorm2d(t_channels), nn::ReLU(),
                        nn::Conv2d(nn::Conv2dOptions(t_channels, t_channels, 1).bias(false))));
   }
   auto empty_labels = [](int64_t n) { return torch::full({n}, -1, torch::kLong); };
@@ -214,9 +216,20 @@ void CIRKDImpl::update_memory(const torch::Tensor& t_unit, const torch::Tensor& 
     regions.push_back(F::normalize(means, F::NormalizeFuncOptions().dim(1)));
     region_labels.push_back(present);
   }
-  if (pixels.empty()) return;
-  enqueue_pixels(torch::cat(pixels), torch::cat(pixel_labels));
-  enqueue_regions(torch::cat(regions), torch::cat(region_labels));
+  auto concat = [](const std::vector<torch::Tensor>& parts, const torch::Tensor& none) {
+    return parts.empty() ? none : torch::cat(parts);
+  };
+  auto no_rows = torch::empty({0, D}, t_unit.options());
+  auto no_labels = torch::empty({0}, torch::kLong);
+  // In a data-parallel run the banks are global: every rank enqueues every rank's entries, in
+  // rank order, so the replicas' banks stay identical (as CIRKD's concat_all_gather does).
+  auto pixel_rows = gather_rows_from_all_ranks(concat(pixels, no_rows));
+  auto pixel_row_labels = gather_rows_from_all_ranks(concat(pixel_labels, no_labels));
+  auto region_rows = gather_rows_from_all_ranks(concat(regions, no_rows));
+  auto region_row_labels = gather_rows_from_all_ranks(concat(region_labels, no_labels));
+  if (pixel_rows.size(0) == 0) return;
+  enqueue_pixels(pixel_rows, pixel_row_labels);
+  enqueue_regions(region_rows, region_row_labels);
 }
 
 LossTerms CIRKDImpl::forward(const ModelOutput& student, const ModelOutput& teacher,
