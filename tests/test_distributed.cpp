@@ -358,7 +358,7 @@ train:
   eval_every: 1000
   log_every: 1
   prefetch: 2
-  optimizer: {type: sgd, lr: 0.05, momentum: 0.9, warmup_steps: 0}
+  optimizer: {type: sgd, lr: 0.01, momentum: 0.9, warmup_steps: 0}
 )";
   return path;
 }
@@ -396,10 +396,15 @@ std::vector<torch::Tensor> checkpoint_state(const std::string& file) {
   return state;
 }
 
+// The largest difference of any tensor, relative to that tensor's magnitude when above 1
+// (running variances reach ~100 in this network).
 double max_state_difference(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
   EXPECT_EQ(a.size(), b.size());
   double worst = 0;
-  for (size_t i = 0; i < a.size() && i < b.size(); ++i) worst = std::max(worst, max_difference(a[i], b[i]));
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
+    double scale = std::max(1.0, a[i].abs().max().item<double>());
+    worst = std::max(worst, max_difference(a[i], b[i]) / scale);
+  }
   return worst;
 }
 
@@ -418,7 +423,9 @@ std::vector<double> logged_losses(const std::string& metrics_file) {
 TEST(DataParallelRun, TwoProcessesMatchOneProcessWithTheSameGlobalBatch) {
   const std::string dir = temp_dir("match");
   const std::string recipe = write_recipe(dir);
-  const int steps = 6;
+  // Few steps: later, a max-pool or ReLU tie flipped by float rounding can amplify the rounding
+  // gap between the two computations (measured: 2e-7 after 3 steps, 1e-5 after 4, 3e-4 after 6).
+  const int steps = 3;
   auto train = [&](const std::string& name, int processes, const std::string& extra) {
     std::string launch = processes > 1 ? fmt::format("launch --nproc {} -- ", processes) : "";
     return run_shell(fmt::format("{} {}--threads 1 train {} --set output.dir={}/{} --stop-after {} {}", distill(),
@@ -437,6 +444,8 @@ TEST(DataParallelRun, TwoProcessesMatchOneProcessWithTheSameGlobalBatch) {
   const double local_gap = max_state_difference(reference, checkpoint_state(dir + "/local/latest.ckpt"));
   // Float tolerance with synchronised BatchNorm; local statistics over half the batch differ.
   EXPECT_LT(synced_gap, 1e-4) << "local-BN gap " << local_gap;
+  std::printf("max relative state difference after %d steps: synchronised BN %.3g, local BN %.3g\n", steps,
+              synced_gap, local_gap);
   EXPECT_GT(local_gap, 20 * synced_gap) << "synced gap " << synced_gap;
 
   // Only rank 0 logged: one line per step, each the mean of the ranks' losses = the batch's loss.
@@ -446,9 +455,9 @@ TEST(DataParallelRun, TwoProcessesMatchOneProcessWithTheSameGlobalBatch) {
   ASSERT_EQ(synced_losses.size(), static_cast<size_t>(steps));
   for (int i = 0; i < steps; ++i) EXPECT_NEAR(synced_losses[i], single_losses[i], 1e-4) << "step " << i + 1;
 
-  // Resume with a different number of processes: 2 processes for 3 steps, then 1 for 3 more.
+  // Resume with a different number of processes: 2 processes for 2 steps, then 1 for the rest.
   RunResult first = run_shell(fmt::format("{} launch --nproc 2 -- --threads 1 train {} --set output.dir={}/mixed "
-                                          "--set train.distributed.sync_batch_norm=true --stop-after 3",
+                                          "--set train.distributed.sync_batch_norm=true --stop-after 2",
                                           distill(), recipe, dir),
                               dir + "/mixed1.err");
   ASSERT_EQ(first.code, 0) << first.errors;
