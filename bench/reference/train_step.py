@@ -165,16 +165,18 @@ def main():
         return check_params()
     if args.config is None:
         parser.error("--config is required (one of: " + ", ".join(CONFIGS) + ")")
-    result = run(args)
-    text = json.dumps(result)
-    print(text)
-    if args.json:
+    out = None
+    if args.json:  # opened first, so a bad path fails before the run rather than after it
         try:
-            with open(args.json, "w") as out:
-                out.write(text + "\n")
+            out = open(args.json, "w")
         except OSError as error:
             print(f"train_step.py: cannot write --json {args.json}: {error.strerror}", file=sys.stderr)
             return 1
+    text = json.dumps(run(args))
+    print(text)
+    if out is not None:
+        with out:
+            out.write(text + "\n")
     return 0
 
 
