@@ -44,14 +44,10 @@ Trainer::Trainer(Recipe recipe) : recipe_(std::move(recipe)) {
 
   std::vector<torch::Tensor> params = student_->parameters();
   if (!recipe_.distillers.empty()) {
-    DistillerContext context;
-    context.student_stages = student_->stages();
-    context.teacher_stages = teacher_->stages();
-    context.num_classes = student_->num_classes();
-    context.task = recipe_.data.task();
-    context.dataset_size = data_.train->size();
-    distillers_ = DistillerSet(recipe_.distillers, context);
+    distillers_ = DistillerSet(recipe_.distillers,
+                               make_distiller_context(*student_, *teacher_, recipe_, data_.train->size()));
     for (auto& p : distillers_->parameters()) params.push_back(p);
+    teacher_->check_compatible(recipe_, distillers_->teacher_reads());
   }
   recipe_.config.check_all_consumed();
   optimizer_ = make_optimizer(recipe_.train.optimizer, params);
@@ -68,6 +64,17 @@ Trainer::Trainer(Recipe recipe) : recipe_(std::move(recipe)) {
 }
 
 Trainer::~Trainer() = default;
+
+DistillerContext make_distiller_context(const ModelImpl& student, const TeacherSource& teacher,
+                                        const Recipe& recipe, int64_t dataset_size) {
+  DistillerContext context;
+  context.student_stages = student.stages();
+  context.teacher_stages = teacher.stages();
+  context.num_classes = student.num_classes();
+  context.task = recipe.data.task();
+  context.dataset_size = dataset_size;
+  return context;
+}
 
 void Trainer::save(const std::string& file, int64_t step, double best_metric) {
   if (parallel_ && !parallel_->is_main()) return;
@@ -125,11 +132,7 @@ TrainResult Trainer::run(bool resume, int64_t stop_after) {
     seed_everything(mix_seed({recipe_.seed, static_cast<uint64_t>(parallel_->rank()),
                               static_cast<uint64_t>(start_step)}));
 
-  LoaderOptions loader;
-  loader.batch_size = opt.batch_size;
-  loader.augment = recipe_.data.augment;
-  loader.seed = recipe_.seed;
-  loader.prefetch = opt.prefetch;
+  LoaderOptions loader = train_loader_options(recipe_);
   if (parallel_) loader.shard = parallel_->rank(), loader.num_shards = parallel_->world_size();
   TrainStream stream(data_.train, loader, start_step);
   const int64_t checkpoint_every = opt.checkpoint_every > 0 ? opt.checkpoint_every : opt.eval_every;
@@ -143,6 +146,7 @@ TrainResult Trainer::run(bool resume, int64_t stop_after) {
   result.metric_name = task == Task::Classification ? "top1" : "mIoU";
   result.best_metric = best_metric;
   double train_seconds = 0;
+  double data_wait_seconds = 0;  // part of train_seconds spent waiting for the loader
   int64_t images = 0;
   std::string last_metric_text;
 
@@ -153,6 +157,7 @@ TrainResult Trainer::run(bool resume, int64_t stop_after) {
   for (int64_t step = start_step; step < end_step; ++step) {
     auto begin = std::chrono::steady_clock::now();
     Batch batch = stream.next();
+    data_wait_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
     set_learning_rate(*optimizer_, learning_rate_at(opt.optimizer, step, opt.steps));
 
     ModelOutput out = student_->forward(batch.images);
@@ -241,6 +246,7 @@ TrainResult Trainer::run(bool resume, int64_t stop_after) {
   nlohmann::json summary{{"summary", {{"final_" + result.metric_name, result.final_metric},
                                       {"best_" + result.metric_name, result.best_metric},
                                       {"train_seconds", train_seconds},
+                                      {"data_wait_seconds", data_wait_seconds},
                                       {"images_per_second", result.images_per_second}}}};
   if (parallel_) {
     result.allreduce_seconds = parallel_->gradient_seconds();

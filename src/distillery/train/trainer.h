@@ -26,6 +26,10 @@ struct TrainResult {
   double allreduce_seconds = 0;   // gradient averaging (data-parallel runs), inside train_seconds
 };
 
+// What the recipe's distillers may inspect while they build their projectors.
+DistillerContext make_distiller_context(const ModelImpl& student, const TeacherSource& teacher,
+                                        const Recipe& recipe, int64_t dataset_size);
+
 class Trainer {
  public:
   explicit Trainer(Recipe recipe);
