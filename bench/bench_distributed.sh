@@ -4,7 +4,7 @@
 # rounds so that both see the same background load; prints img/s, the 2-vs-1 ratio and the share
 # of the step time spent averaging gradients (all-reduce, including waiting for the other rank).
 #
-#   bash bench/bench_distributed.sh [recipe] [steps] [rounds] [extra --set ...]
+#   bash bench/bench_distributed.sh [recipe] [steps] [rounds] [extra --set ...]   (DISTILL=path: another binary)
 #   bash bench/bench_distributed.sh configs/seg/deeplabv3_resnet18_slim.yaml 60 2
 #   bash bench/bench_distributed.sh configs/seg/deeplabv3_resnet18_slim.yaml 60 2 --set train.distributed.sync_batch_norm=true
 set -euo pipefail
@@ -14,7 +14,7 @@ STEPS=${2:-60}
 ROUNDS=${3:-2}
 shift $(( $# < 3 ? $# : 3 ))
 EXTRA=("$@")
-DISTILL=./build/distill
+DISTILL=${DISTILL:-./build/distill}
 OUT=$(mktemp -d /tmp/bench_distributed.XXXXXX)
 trap 'rm -rf "$OUT"' EXIT
 export OMP_WAIT_POLICY=PASSIVE

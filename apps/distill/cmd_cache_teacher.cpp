@@ -3,6 +3,8 @@
 #include <filesystem>
 
 #include "commands.h"
+#include "distillery/core/error.h"
+#include "distillery/distributed/launch_environment.h"
 #include "distillery/train/teacher_cache.h"
 
 namespace distillery::cli {
@@ -27,6 +29,11 @@ void add_cache_teacher_command(CLI::App& app, Runner& run) {
                 "cache every teacher output, not only what the recipe's distillers read");
   cmd->callback([&run, args] {
     run = [args] {
+      // Every rank of a launch would write the same file; one process builds the cache and
+      // all ranks of a data-parallel run then read it.
+      if (LaunchEnvironment::from_environment())
+        throw ConfigError("cache-teacher runs as one process (WORLD_SIZE > 1 is set); the ranks of a "
+                          "data-parallel run all read the one cache it writes");
       Recipe recipe = Recipe::load(args->recipe, args->overrides);
       std::string out = args->out.empty() ? recipe.run_dir + "/teacher.cache" : args->out;
       auto parent = std::filesystem::path(out).parent_path();
