@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "distillery/models/batch_norm.h"
 #include "distillery/core/error.h"
 #include "distillery/models/flops.h"
 #include "distillery/models/mobilenetv2.h"
@@ -129,9 +130,9 @@ TEST(MobileNetV2, InvertedResidualAddsShortcutOnlyWhenShapeIsKept) {
   auto x = torch::randn({2, 8, 6, 6});
   auto zero_last_bn = [](torch::nn::Module& block) {
     torch::NoGradGuard no_grad;
-    std::shared_ptr<torch::nn::BatchNorm2dImpl> last;
+    std::shared_ptr<BatchNorm2dImpl> last;
     for (auto& m : block.modules(false))
-      if (auto bn = std::dynamic_pointer_cast<torch::nn::BatchNorm2dImpl>(m)) last = bn;
+      if (auto bn = std::dynamic_pointer_cast<BatchNorm2dImpl>(m)) last = bn;
     last->weight.zero_();
     last->bias.zero_();
   };
@@ -159,7 +160,7 @@ TEST(MobileNetV2, InitialisationIsKaimingFanOut) {
   const double expected_std = std::sqrt(2.0 / 1280);
   EXPECT_NEAR(last->weight.std().item<double>(), expected_std, 0.02 * expected_std);
   for (const auto& m : net->modules(false))
-    if (auto* bn = m->as<torch::nn::BatchNorm2dImpl>())
+    if (auto* bn = m->as<BatchNorm2dImpl>())
       EXPECT_TRUE(torch::all(bn->weight == 1).item<bool>() &&
                   torch::all(bn->bias == 0).item<bool>());
 }

@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "distillery/models/batch_norm.h"
 #include "distillery/core/error.h"
 #include "distillery/models/flops.h"
 #include "distillery/models/resnet.h"
@@ -182,7 +183,7 @@ TEST(ResNet, InitialisationIsKaimingFanOutAndUnitBatchNorm) {
   ResNet net(small_options(18, 32, kSmallStem, 8));
   int bn_count = 0;
   for (const auto& item : net->named_modules()) {
-    if (auto* bn = item.value()->as<torch::nn::BatchNorm2dImpl>()) {
+    if (auto* bn = item.value()->as<BatchNorm2dImpl>()) {
       EXPECT_TRUE(torch::all(bn->weight == 1).item<bool>()) << item.key();
       EXPECT_TRUE(torch::all(bn->bias == 0).item<bool>()) << item.key();
       ++bn_count;
