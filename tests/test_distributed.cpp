@@ -313,18 +313,47 @@ TEST(SyncBatchNorm, TwoRanksEqualOneBatchNormOverTheWholeBatch) {
 // ---------------------------------------------------------------------------------------------
 // The local launcher
 
+namespace {
+
+// A process that exists and is not a zombie (an orphan killed in a container may stay unreaped).
+bool process_alive(int pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text;
+  if (!std::getline(stat, text)) return false;
+  auto close = text.rfind(')');
+  return close != std::string::npos && close + 2 < text.size() && text[close + 2] != 'Z';
+}
+
+}  // namespace
+
 TEST(LocalLauncher, OneFailingRankStopsTheOthersAndItsCodeIsReturned) {
+  const std::string dir = (fs::temp_directory_path() / ("distillery_launch_" + std::to_string(::getpid()))).string();
+  fs::remove_all(dir);
+  fs::create_directories(dir);
   LocalLaunchOptions options;
   options.processes = 3;
   options.grace_seconds = 2;
   auto begin = std::chrono::steady_clock::now();
-  // Rank 1 fails at once; ranks 0 and 2 would sleep for a minute unless stopped.
+  // Rank 1 fails; ranks 0 and 2 start a minute-long child of their own and wait for it.
   int code = launch_local_processes(
-      "/bin/sh", {"-c", "if [ \"$RANK\" = 1 ]; then exit 3; fi; test \"$WORLD_SIZE\" = 3 || exit 9; sleep 60"},
+      "/bin/sh",
+      {"-c", "test \"$WORLD_SIZE\" = 3 || exit 9; if [ \"$RANK\" = 1 ]; then sleep 1; exit 3; fi; "
+             "sleep 60 & echo $! > " + dir + "/child_$RANK; wait"},
       options);
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
   EXPECT_EQ(code, 3);
   EXPECT_LT(seconds, 15.0);
+  // The ranks' own children went with them (each rank is a process group).
+  for (int rank : {0, 2}) {
+    std::ifstream in(dir + "/child_" + std::to_string(rank));
+    int child = 0;
+    ASSERT_TRUE(in >> child) << "rank " << rank << " did not start its child";
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (process_alive(child) && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    EXPECT_FALSE(process_alive(child)) << "rank " << rank << "'s child " << child;
+  }
+  fs::remove_all(dir);
 
   options.processes = 2;
   EXPECT_EQ(launch_local_processes("/bin/sh", {"-c", "test -n \"$MASTER_PORT\" && test \"$MASTER_ADDR\" = 127.0.0.1"},

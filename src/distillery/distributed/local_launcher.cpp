@@ -114,10 +114,12 @@ int launch_local_processes(const std::string& program, const std::vector<std::st
     pid_t pid = fork();
     if (pid < 0) {
       for (size_t r = 0; r < pids.size(); ++r)
-        if (running[r]) kill(pids[r], SIGTERM);
+        if (running[r]) kill(-pids[r], SIGTERM);
       throw Error(fmt::format("distill launch: fork failed: {}", std::strerror(errno)));
     }
     if (pid == 0) {
+      // Its own process group: stopping a rank also stops whatever it started.
+      setpgid(0, 0);
       sigaction(SIGINT, &old_int, nullptr);
       sigaction(SIGTERM, &old_term, nullptr);
       execve(program.c_str(), argv.data(), envp.data());
@@ -125,6 +127,7 @@ int launch_local_processes(const std::string& program, const std::vector<std::st
       (void)!write(STDERR_FILENO, message, sizeof(message) - 1);
       _exit(127);
     }
+    setpgid(pid, pid);  // also here: whichever of parent and child runs first
     pids[rank] = pid;
     running[rank] = true;
   }
@@ -134,7 +137,7 @@ int launch_local_processes(const std::string& program, const std::vector<std::st
   auto kill_deadline = std::chrono::steady_clock::time_point::max();
   auto stop_others = [&](int signal_number) {
     for (size_t r = 0; r < pids.size(); ++r)
-      if (running[r]) kill(pids[r], signal_number);
+      if (running[r]) kill(-pids[r], signal_number);
     if (!stopping) {
       stopping = true;
       kill_deadline = std::chrono::steady_clock::now() +
@@ -169,7 +172,7 @@ int launch_local_processes(const std::string& program, const std::vector<std::st
     if (pid < 0 && errno != EINTR) break;  // no children left
     if (stopping && std::chrono::steady_clock::now() >= kill_deadline) {
       for (size_t r = 0; r < pids.size(); ++r)
-        if (running[r]) kill(pids[r], SIGKILL);
+        if (running[r]) kill(-pids[r], SIGKILL);
       kill_deadline = std::chrono::steady_clock::time_point::max();
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
