@@ -8,6 +8,7 @@
 #include "distillery/core/error.h"
 #include "distillery/models/zoo.h"
 #include "distillery/train/checkpoint.h"
+#include "distillery/train/pretrained.h"
 #include "distillery/train/trainer.h"
 
 namespace distillery {
@@ -24,6 +25,12 @@ ModelOutput OnlineTeacher::outputs(const Batch& batch) {
 
 std::unique_ptr<TeacherSource> make_teacher_source(const TeacherSpec& spec) {
   namespace fs = std::filesystem;
+  if (spec.checkpoint.empty()) {  // weights from elsewhere (Recipe::parse requires model.pretrained)
+    Model model = create_model(spec.model.name, spec.model.options);
+    fmt::print("Teacher {} from {}: {}\n", spec.model.name, spec.model.pretrained,
+               load_pretrained(*model, spec.model.pretrained).summary());
+    return std::make_unique<OnlineTeacher>(std::move(model));
+  }
   if (!fs::exists(spec.checkpoint)) {
     std::string run_dir = fs::path(spec.checkpoint).parent_path().string();
     std::string file = fs::path(spec.checkpoint).filename().string();
