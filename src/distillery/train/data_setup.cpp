@@ -63,4 +63,13 @@ std::vector<Rgb> palette_for(const DataSpec& spec) {
   return label_palette_list();
 }
 
+LoaderOptions train_loader_options(const Recipe& recipe) {
+  LoaderOptions loader;
+  loader.batch_size = recipe.train.batch_size;
+  loader.augment = recipe.data.augment;
+  loader.seed = recipe.seed;
+  loader.prefetch = recipe.train.prefetch;
+  return loader;
+}
+
 }  // namespace distillery
