@@ -145,6 +145,18 @@ TEST_F(InteropCli, TrainEvalPredictExportAndReload) {
   EXPECT_GT(reloaded, 0.5) << reload.output;
   std::printf("one step from the exported weights: val mIoU %.4f\n", reloaded);
 
+  // The exported student as a frozen teacher for KD (teacher.model.pretrained, no checkpoint).
+  Result distil = run_distill("train " + recipe_ + " --set teacher.model.name=segformer_b0 --set teacher.model.pretrained=" +
+                              weights + " --set 'distillers=[{name: kd}]' --set train.steps=2 --set train.eval_every=2" +
+                              " --set output.dir=" + (root_ / "run3").string());
+  ASSERT_EQ(distil.code, 0) << distil.output;
+  EXPECT_NE(distil.output.find("Teacher segformer_b0 from " + weights + ": loaded"), std::string::npos) << distil.output;
+
+  // show-data draws the first samples' centre crops.
+  Result show = run_distill("show-data " + recipe_ + " --count 2 --out " + (root_ / "show.png").string());
+  ASSERT_EQ(show.code, 0) << show.output;
+  EXPECT_EQ(read_png((root_ / "show.png").string()).size(2), 3);
+
   // A corrupt weights file is one line and exit 1; a missing one is a config error.
   std::ofstream(root_ / "bad.safetensors") << "garbage!";
   Result bad = run_distill("train " + recipe_ + " --set model.pretrained=" + (root_ / "bad.safetensors").string());
