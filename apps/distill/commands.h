@@ -17,6 +17,8 @@ void add_models_command(CLI::App& app, Runner& run);
 void add_show_data_command(CLI::App& app, Runner& run);
 void add_demo_command(CLI::App& app, Runner& run);
 void add_launch_command(CLI::App& app, Runner& run);
+void add_predict_command(CLI::App& app, Runner& run);
+void add_export_command(CLI::App& app, Runner& run);
 void add_cache_teacher_command(CLI::App& app, Runner& run);
 
 }  // namespace distillery::cli

@@ -22,6 +22,8 @@ int main(int argc, char** argv) {
   distillery::cli::add_show_data_command(app, run);
   distillery::cli::add_demo_command(app, run);
   distillery::cli::add_launch_command(app, run);
+  distillery::cli::add_predict_command(app, run);
+  distillery::cli::add_export_command(app, run);
   distillery::cli::add_cache_teacher_command(app, run);
 
   try {

@@ -5,6 +5,7 @@
 #include "distillery/core/progress.h"
 #include "distillery/data/loader.h"
 #include "distillery/distributed/data_parallel.h"
+#include "distillery/train/inference.h"
 #include "distillery/train/task_loss.h"
 
 namespace distillery {
@@ -15,10 +16,25 @@ EvalResult evaluate(ModelImpl& model, const TensorDataset& data, int64_t batch_s
   bool was_training = model.is_training();
   model.eval();
   ConfusionMatrix confusion(data.num_classes);
-  int64_t batches = (data.size() + batch_size - 1) / batch_size;
-  std::unique_ptr<ProgressBar> bar;
-  if (show_progress) bar = std::make_unique<ProgressBar>("eval", batches);
+  // Data-parallel: each rank takes every world_size-th image / batch; the counts are summed below.
   const int64_t first = parallel ? parallel->rank() : 0, stride = parallel ? parallel->world_size() : 1;
+  if (data.files) {
+    // Photographs differ in size: one at a time, at the labels' full resolution.
+    const FileDataset& files = *data.files;
+    std::unique_ptr<ProgressBar> bar;
+    if (show_progress) bar = std::make_unique<ProgressBar>("eval", files.size());
+    for (int64_t i = first; i < files.size(); i += stride) {
+      auto [image, labels] = files.load(i);
+      torch::Tensor predicted =
+          predict_label_map(model, image, files.resize, files.inference, labels.size(0), labels.size(1));
+      confusion.update(predicted.unsqueeze(0), labels.to(torch::kLong).unsqueeze(0));
+      if (bar) bar->update(i + 1);
+    }
+    if (bar) bar->finish();
+  }
+  int64_t batches = data.files ? 0 : (data.size() + batch_size - 1) / batch_size;
+  std::unique_ptr<ProgressBar> bar;
+  if (show_progress && batches > 0) bar = std::make_unique<ProgressBar>("eval", batches);
   for (int64_t b = first; b < batches; b += stride) {
     int64_t start = b * batch_size;
     Batch batch = make_eval_batch(data, start, std::min(batch_size, data.size() - start));
