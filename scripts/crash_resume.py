@@ -125,7 +125,9 @@ class Runner:
     def command(self, resume):
         cmd = [self.args.distill, "--threads", str(self.args.threads), "train", self.recipe,
                "--set", "output.dir=" + self.run_dir]
-        return cmd + (["--resume"] if resume else [])
+        if resume:
+            cmd += ["--resume"] + [x for kv in self.args.resume_set for x in ("--set", kv)]
+        return cmd
 
     def start(self, env_extra=None):
         resume = os.path.exists(os.path.join(self.run_dir, "latest.ckpt"))
@@ -238,6 +240,9 @@ def main():
     parser.add_argument("--seed", type=int, default=0, help="recipe seed")
     parser.add_argument("--rng-seed", type=int, default=None, help="seed of the kill moments")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--resume-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra override for the resumed runs only; a negative control: e.g. "
+                             "train.optimizer.lr=0.003 must make the check fail")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--distill", default=os.path.join(ROOT, "build", "distill"))
     parser.add_argument("--work", default=None, help="work directory (default: a fresh temporary one)")
