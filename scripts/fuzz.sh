@@ -3,7 +3,7 @@
 # the given number of seconds, one after the other.
 #
 #   bash scripts/fuzz.sh [seconds per target, default 600] [target ...]
-#   targets: idx png checkpoint config (default: all)
+#   targets: idx png checkpoint config teacher_cache (default: all)
 #
 # New inputs go to build-fuzz/corpus/<target>; the seeds in fuzz/corpus/<target> are only read.
 # The build directory build-fuzz (scripts/fuzz_setup.sh) is shared with scripts/sanitize.sh.
@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-600}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(idx png checkpoint config)
+[ ${#targets[@]} -gt 0 ] || targets=(idx png checkpoint config teacher_cache)
 
 bash scripts/setup.sh
 bash scripts/fuzz_setup.sh

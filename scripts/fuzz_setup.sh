@@ -12,4 +12,4 @@ if ! command -v clang++ >/dev/null || ! ls /usr/lib/llvm-*/lib/clang/*/lib/linux
   $SUDO apt-get install -y -qq --no-install-recommends clang libclang-rt-dev >/dev/null
 fi
 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
-  -DDISTILLERY_BUILD_FUZZERS=ON -DDISTILLERY_BUILD_BENCH=OFF >/dev/null
+  -DDISTILLERY_BUILD_FUZZERS=ON -DDISTILLERY_BUILD_TESTS=ON -DDISTILLERY_BUILD_BENCH=OFF >/dev/null

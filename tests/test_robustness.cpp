@@ -26,6 +26,7 @@
 #include "distillery/models/zoo.h"
 #include "distillery/train/checkpoint.h"
 #include "distillery/train/run_log.h"
+#include "distillery/train/teacher_cache.h"
 
 using namespace distillery;
 namespace fs = std::filesystem;
@@ -692,6 +693,40 @@ std::vector<Case> cases() {
            grey_png(), true);
   png_case("png-truncated", "valid grey PNG cut before IEND", "Read Error",
            grey_png().substr(0, grey_png().size() - 14));
+  // Teacher-output cache files (what `teacher.source: cache` memory-maps).
+  auto cache_case = [&](std::string id, std::string input, std::string expected, std::string bytes) {
+    t.push_back({std::move(id), "CachedTeacher()", std::move(input), 1, std::move(expected),
+                 [bytes](const std::string& dir) {
+                   write_bytes(dir + "/t.cache", bytes);
+                   CachedTeacher cache(dir + "/t.cache");
+                   return std::string();
+                 }, true});
+  };
+  auto cache_file = [](const std::string& header, size_t body) {
+    std::string out = "DSTLTCH1";
+    uint64_t length = header.size();
+    out.append(reinterpret_cast<const char*>(&length), 8);
+    out += header;
+    out += std::string((64 - out.size() % 64) % 64, '\0') + std::string(body, '\0') + "DSTLTEND";
+    return out;
+  };
+  auto cache_header = [](const std::string& shape) {
+    return R"({"format":1,"teacher":{"model":"m","num_classes":11,"stages":[[16,4]]},)"
+           R"("schedule":{"seed":0,"batch_size":2,"steps":3,"train_size":8,"data":"{}"},)"
+           R"("entries":[{"name":"logits","shape":)" + shape + "}]}";
+  };
+  cache_case("cache-short", "a 10-byte file", "truncated (10 bytes)", "DSTLTCH1xx");
+  cache_case("cache-bad-magic", "a file of zeros", "not a teacher cache (bad magic)", std::string(64, '\0'));
+  cache_case("cache-bad-header", "header that is not JSON", "corrupt header (",
+             cache_file("{not json", 16));
+  cache_case("cache-header-length", "header length past the end of the file", "corrupt header length",
+             [] { std::string b = std::string("DSTLTCH1") + std::string(8, '\xff') + std::string(32, ' '); return b; }());
+  cache_case("cache-bad-shape", "an entry with a negative dimension", "entry 'logits' has a bad shape",
+             cache_file(cache_header("[11,-1,2]"), 16));
+  cache_case("cache-size-overflow", "shapes whose byte count overflows 64 bits", "header sizes overflow",
+             cache_file(cache_header("[1048576,1048576,1048576,1048576]"), 16));
+  cache_case("cache-truncated", "blocks missing for the declared steps", "(truncated or corrupt)",
+             cache_file(cache_header("[11,2,2]"), 16));
   t.push_back({"run-log-garbage", "truncate_run_log()", "metrics.jsonl holding binary garbage", 0,
                "garbage lines are dropped, not parsed",
                [](const std::string& dir) {
