@@ -11,6 +11,8 @@ PACKAGES=(
   libopenblas0-openmp
   libyaml-cpp-dev libcli11-dev nlohmann-json3-dev libfmt-dev
   libpng-dev zlib1g-dev libgtest-dev
+  # The crash-resume test (scripts/crash_resume.py, run by ctest).
+  python3
 )
 
 missing=()
