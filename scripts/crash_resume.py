@@ -76,16 +76,18 @@ def read_checkpoint(distill, path):
     return meta, listing[1:]  # the first line names the file
 
 
+def is_timing(key):
+    """Wall-clock fields: train_seconds, data_wait_seconds, images_per_second, ..."""
+    return key in TIMING_KEYS or key.endswith("_seconds") or key.endswith("per_second")
+
+
 def read_log(path):
     records = []
     with open(path) as f:
         for line in f:
-            record = json.loads(line)
-            for key in TIMING_KEYS:
-                record.pop(key, None)
-            if "summary" in record:
-                for key in TIMING_KEYS:
-                    record["summary"].pop(key, None)
+            record = {k: v for k, v in json.loads(line).items() if not is_timing(k)}
+            if isinstance(record.get("summary"), dict):
+                record["summary"] = {k: v for k, v in record["summary"].items() if not is_timing(k)}
             records.append(record)
     return records
 
