@@ -19,5 +19,6 @@ void add_demo_command(CLI::App& app, Runner& run);
 void add_predict_command(CLI::App& app, Runner& run);
 void add_export_command(CLI::App& app, Runner& run);
 void add_cache_teacher_command(CLI::App& app, Runner& run);
+void add_inspect_command(CLI::App& app, Runner& run);
 
 }  // namespace distillery::cli
