@@ -13,6 +13,8 @@ PACKAGES=(
   libpng-dev zlib1g-dev libgtest-dev
   # JPEG decoding for real datasets: header-only stb_image (copying the header is enough elsewhere).
   libstb-dev
+  # The crash-resume test (scripts/crash_resume.py, run by ctest).
+  python3
 )
 
 missing=()

@@ -27,6 +27,10 @@ void add_show_data_command(CLI::App& app, Runner& run) {
       Config config = Config::load_file(args->recipe);
       for (const auto& o : args->overrides) config.apply_override(o);
       Recipe recipe = Recipe::parse(std::move(config));
+      // Only the data block is used, but a misspelled key anywhere is still an error.
+      recipe.config.root().consume_subtree("teacher");
+      recipe.config.root().consume_subtree("distillers");
+      recipe.config.check_all_consumed();
       DataSplits data = load_data_splits(recipe.data);
       TensorDataset split = args->split == "train" ? *data.train : *data.val;
       if (split.files) {

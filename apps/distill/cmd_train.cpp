@@ -2,6 +2,7 @@
 
 #include "commands.h"
 #include <cmath>
+#include <limits>
 
 #include "distillery/core/error.h"
 #include "distillery/models/zoo.h"
@@ -42,7 +43,7 @@ void add_train_command(CLI::App& app, Runner& run) {
   cmd->add_flag("--resume", *resume, "continue from <run dir>/latest.ckpt");
   cmd->add_option("--stop-after", *stop_after,
                   "checkpoint and stop after this step (finish later with --resume)")
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(int64_t(1), std::numeric_limits<int64_t>::max()));
   cmd->callback([&run, args, resume, stop_after] {
     run = [args, resume, stop_after] {
       Trainer trainer(Recipe::load(args->path, args->overrides));

@@ -20,5 +20,6 @@ void add_launch_command(CLI::App& app, Runner& run);
 void add_predict_command(CLI::App& app, Runner& run);
 void add_export_command(CLI::App& app, Runner& run);
 void add_cache_teacher_command(CLI::App& app, Runner& run);
+void add_inspect_command(CLI::App& app, Runner& run);
 
 }  // namespace distillery::cli

@@ -13,7 +13,7 @@ int main(int argc, char** argv) {
   app.fallthrough();
   int threads = 0;
   app.add_option("--threads", threads, "intra-op threads (default: all available cores)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0, 4096));
 
   distillery::cli::Runner run;
   distillery::cli::add_train_command(app, run);
@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   distillery::cli::add_predict_command(app, run);
   distillery::cli::add_export_command(app, run);
   distillery::cli::add_cache_teacher_command(app, run);
+  distillery::cli::add_inspect_command(app, run);
 
   try {
     app.parse(argc, argv);

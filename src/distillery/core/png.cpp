@@ -17,6 +17,10 @@
 namespace distillery {
 namespace {
 
+// Limits for decoding: sides up to 16384 pixels and at most 256 MiB of decoded pixels.
+constexpr png_uint_32 kMaxSide = 16384;
+constexpr uint64_t kMaxPixelBytes = uint64_t(1) << 28;
+
 struct PngState {
   std::string path;
   std::FILE* file = nullptr;
@@ -72,6 +76,10 @@ bool decode(PngState* state, Decode mode) {
   if (setjmp(png_jmpbuf(state->png))) return false;
   png_init_io(state->png, state->file);
   png_set_sig_bytes(state->png, 8);
+  // A forged header must not make us allocate gigabytes: libpng refuses larger images, and
+  // ancillary chunks (text, ICC profiles) may not ask for more than a few megabytes.
+  png_set_user_limits(state->png, kMaxSide, kMaxSide);
+  png_set_chunk_malloc_max(state->png, 8 << 20);
   png_read_info(state->png, state->info);
   png_uint_32 width = png_get_image_width(state->png, state->info);
   png_uint_32 height = png_get_image_height(state->png, state->info);
@@ -111,6 +119,12 @@ bool decode(PngState* state, Decode mode) {
   png_set_interlace_handling(state->png);
   png_read_update_info(state->png, state->info);
   int channels = png_get_channels(state->png, state->info);
+  if (uint64_t(width) * height * channels > kMaxPixelBytes) {
+    std::snprintf(state->message, sizeof(state->message),
+                  "%ux%u image exceeds the %llu-byte limit", unsigned(width), unsigned(height),
+                  static_cast<unsigned long long>(kMaxPixelBytes));
+    return false;
+  }
   if (png_get_rowbytes(state->png, state->info) != size_t(width) * channels) {
     std::snprintf(state->message, sizeof(state->message), "unsupported pixel layout");
     return false;

@@ -26,7 +26,8 @@ void validate_fields(const FashionSegOptions& o, const CheckFn& check) {
   check(o.max_items <= 32, "max_items", "must be at most 32");
   check(o.min_scale >= 0.25, "min_scale", "must be at least 0.25");
   check(o.max_scale >= o.min_scale, "max_scale", fmt::format("must be >= min_scale ({})", o.min_scale));
-  check(std::llround(kFashionMnistSide * o.max_scale) <= o.canvas, "max_scale",
+  // llround of an infinite scale is undefined (it came out as LLONG_MIN and passed).
+  check(std::isfinite(o.max_scale) && std::llround(kFashionMnistSide * o.max_scale) <= o.canvas, "max_scale",
         fmt::format("an item of side round(28 * {}) does not fit the {}-pixel canvas", o.max_scale,
                     o.canvas));
   check(o.background == "noise" || o.background == "flat" || o.background == "none", "background",

@@ -5,6 +5,7 @@
 #include <zlib.h>
 
 #include <cstdio>
+#include <cstring>
 #include <memory>
 
 #include "distillery/core/error.h"
@@ -88,10 +89,19 @@ IdxArray read_idx_gz(const std::string& path, uint32_t expected_magic) {
     array.dims.push_back(dim);
   }
 
+  // Read in chunks, growing the buffer as data arrives: a forged header declaring close to the
+  // limit in a tiny file must not make us allocate the full declared size first.
+  constexpr uint64_t kChunk = uint64_t(1) << 24;
+  std::vector<unsigned char> bytes;
+  while (bytes.size() < total) {
+    const uint64_t have = bytes.size(), want = std::min(kChunk, total - have);
+    bytes.resize(have + want);
+    uint64_t got = read_bytes(file.get(), path, bytes.data() + have, want);
+    if (got != want)
+      fail(path, fmt::format("truncated: {} of {} declared data bytes present", have + got, total));
+  }
   array.data = torch::empty(array.dims, torch::kUInt8);
-  uint64_t got = read_bytes(file.get(), path, array.data.data_ptr<uint8_t>(), total);
-  if (got != total)
-    fail(path, fmt::format("truncated: {} of {} declared data bytes present", got, total));
+  std::memcpy(array.data.data_ptr<uint8_t>(), bytes.data(), total);
   unsigned char extra = 0;
   if (read_bytes(file.get(), path, &extra, 1) != 0)
     fail(path, "trailing bytes after the declared data");

@@ -6,6 +6,7 @@
 #include <torch/optim/optimizer.h>
 
 #include <string>
+#include <vector>
 
 namespace distillery {
 
@@ -15,6 +16,8 @@ struct CheckpointMeta {
   std::string model_name;
   int64_t num_classes = 0;
   std::string config_yaml;  // the resolved recipe this checkpoint was trained with
+  int64_t threads = 0;      // intra-op threads of the writing run (0: not recorded); results
+                            // are bit-reproducible only with the same count (docs/reliability.md)
 };
 
 struct CheckpointParts {
@@ -24,7 +27,10 @@ struct CheckpointParts {
   bool rng = false;                          // torch's global CPU generator state
 };
 
-void save_checkpoint(const std::string& path, const CheckpointMeta& meta, const CheckpointParts& parts);
+// keep_previous_as: when `path` already holds a checkpoint that passes its integrity check, it
+// is kept under this name (replacing the one there) before the new one takes its place.
+void save_checkpoint(const std::string& path, const CheckpointMeta& meta, const CheckpointParts& parts,
+                     const std::string& keep_previous_as = "");
 
 // Verifies magic, lengths and checksum before touching any module; throws Error naming the
 // file on any problem (missing, truncated, corrupt, or parameters that do not match).
@@ -32,5 +38,21 @@ CheckpointMeta load_checkpoint(const std::string& path, const CheckpointParts& p
 
 // Reads only the metadata (after the same integrity checks).
 CheckpointMeta read_checkpoint_meta(const std::string& path);
+
+// One stored value: its path (section.submodule.name) and a summary (dtype, shape and a CRC-32
+// of the bytes for tensors, the value itself otherwise).
+struct CheckpointEntry {
+  std::string name;
+  std::string summary;
+};
+
+// Every tensor and value in the file's sections (model, distillers, optimizer, rng), sorted by
+// name: two checkpoints hold the same state exactly when these lists are equal. (The files'
+// bytes can differ for the same state: LibTorch's archive numbers its records per process.)
+std::vector<CheckpointEntry> checkpoint_contents(const std::string& path);
+
+// "" when the file passes the integrity checks (magic, version, sizes, checksum, metadata),
+// otherwise the one-line error read_checkpoint_meta would throw.
+std::string checkpoint_problem(const std::string& path);
 
 }  // namespace distillery

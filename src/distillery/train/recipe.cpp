@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 
 #include "distillery/data/folder_dataset.h"
@@ -65,11 +66,11 @@ OptimizerOptions parse_optimizer(const ConfigSection& s) {
   o.type = s.get_choice("type", o.type, {"sgd", "adamw"});
   if (o.type == "adamw") o.lr = 6e-4, o.weight_decay = 0.01;
   o.lr = s.get("lr", o.lr);
-  s.check(o.lr > 0, "lr", "must be > 0");
+  s.check(std::isfinite(o.lr) && o.lr > 0, "lr", "must be a finite number > 0");
   o.momentum = s.get("momentum", o.momentum);
   s.check(o.momentum >= 0 && o.momentum < 1, "momentum", "must be in [0, 1)");
   o.weight_decay = s.get("weight_decay", o.weight_decay);
-  s.check(o.weight_decay >= 0, "weight_decay", "must be >= 0");
+  s.check(std::isfinite(o.weight_decay) && o.weight_decay >= 0, "weight_decay", "must be a finite number >= 0");
   o.beta1 = s.get("beta1", o.beta1);
   o.beta2 = s.get("beta2", o.beta2);
   s.check(o.beta1 >= 0 && o.beta1 < 1, "beta1", "must be in [0, 1)");
@@ -80,9 +81,9 @@ OptimizerOptions parse_optimizer(const ConfigSection& s) {
   s.check(o.warmup_start_factor > 0 && o.warmup_start_factor <= 1, "warmup_start_factor",
           "must be in (0, 1]");
   o.poly_power = s.get("poly_power", o.poly_power);
-  s.check(o.poly_power >= 0, "poly_power", "must be >= 0");
+  s.check(std::isfinite(o.poly_power) && o.poly_power >= 0, "poly_power", "must be a finite number >= 0");
   o.grad_clip = s.get("grad_clip", o.grad_clip);
-  s.check(o.grad_clip >= 0, "grad_clip", "must be >= 0 (0 disables)");
+  s.check(std::isfinite(o.grad_clip) && o.grad_clip >= 0, "grad_clip", "must be a finite number >= 0 (0 disables)");
   return o;
 }
 
@@ -103,7 +104,7 @@ TrainOptions parse_train(const ConfigSection& s) {
   t.prefetch = s.get("prefetch", t.prefetch);
   s.check(t.prefetch > 0, "prefetch", "must be > 0");
   t.aux_weight = s.get("aux_weight", t.aux_weight);
-  s.check(t.aux_weight >= 0, "aux_weight", "must be >= 0");
+  s.check(std::isfinite(t.aux_weight) && t.aux_weight >= 0, "aux_weight", "must be a finite number >= 0");
   t.skip_nonfinite = s.get("skip_nonfinite", t.skip_nonfinite);
   t.optimizer = parse_optimizer(s.section("optimizer"));
   t.distributed = DistributedOptions::from_config(s.section("distributed"));

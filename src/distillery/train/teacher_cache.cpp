@@ -268,8 +268,27 @@ CachedTeacher::CachedTeacher(const std::string& path) : path_(path) {
     for (auto d : e.shape)
       if (d <= 0 || d > (int64_t(1) << 20)) fail(fmt::format("entry '{}' has a bad shape", e.name));
   data_offset_ = align64(16 + length);
-  const uint64_t expected = data_offset_ + static_cast<uint64_t>(header_.steps) * header_.block_bytes() +
-                            static_cast<uint64_t>(header_.steps) * 4 + 8;
+  // Checked arithmetic: a forged header must not make the size computation wrap around (it
+  // did: signed overflow in block_bytes(), then a size check that a crafted file could pass).
+  auto mul = [&](uint64_t a, uint64_t b) {
+    uint64_t r = 0;
+    if (__builtin_mul_overflow(a, b, &r)) fail("header sizes overflow");
+    return r;
+  };
+  auto add = [&](uint64_t a, uint64_t b) {
+    uint64_t r = 0;
+    if (__builtin_add_overflow(a, b, &r)) fail("header sizes overflow");
+    return r;
+  };
+  uint64_t per_sample = sizeof(int64_t);
+  for (const auto& e : header_.entries) {
+    uint64_t n = 1;
+    for (auto d : e.shape) n = mul(n, static_cast<uint64_t>(d));
+    per_sample = add(per_sample, mul(n, 2));
+  }
+  const uint64_t steps = static_cast<uint64_t>(header_.steps);
+  const uint64_t block = mul(per_sample, static_cast<uint64_t>(header_.batch_size));
+  const uint64_t expected = add(add(data_offset_, mul(steps, block)), add(mul(steps, 4), 8));
   if (expected != map_size_)
     fail(fmt::format("size {} bytes, the header implies {} (truncated or corrupt)", map_size_, expected));
   if (std::memcmp(map_ + map_size_ - 8, kEndMagic, 8) != 0) fail("bad end marker");

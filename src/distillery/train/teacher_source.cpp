@@ -60,6 +60,9 @@ std::unique_ptr<TeacherSource> make_teacher_source(const TeacherSpec& spec) {
     throw ConfigError(fmt::format("config key 'teacher.checkpoint': '{}' holds a '{}', not the '{}' "
                                   "named by teacher.model", spec.checkpoint, meta.model_name,
                                   spec.model.name));
+  if (meta.num_classes != spec.model.options.num_classes)
+    throw ConfigError(fmt::format("config key 'teacher.checkpoint': '{}' predicts {} classes but the data has {}",
+                                  spec.checkpoint, meta.num_classes, spec.model.options.num_classes));
   Model model = create_model(spec.model.name, spec.model.options);
   load_checkpoint(spec.checkpoint, CheckpointParts{model.get()});
   return std::make_unique<OnlineTeacher>(std::move(model));

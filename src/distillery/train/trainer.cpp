@@ -20,6 +20,8 @@
 #include "distillery/train/checkpoint.h"
 #include "distillery/train/optimizer.h"
 #include "distillery/train/pretrained.h"
+#include "distillery/train/resume.h"
+#include "distillery/train/run_log.h"
 #include "distillery/train/task_loss.h"
 
 namespace distillery {
@@ -42,6 +44,10 @@ Trainer::Trainer(Recipe recipe) : recipe_(std::move(recipe)) {
     throw ConfigError(fmt::format("config key 'model.name': '{}' predicts {} classes but the data has {}",
                                   recipe_.student.name, student_->num_classes(),
                                   data_.train->num_classes));
+  // Checked here, before run() creates any output file, rather than by the loader.
+  if (recipe_.train.batch_size > data_.train->size())
+    throw ConfigError(fmt::format("config key 'train.batch_size': {} exceeds the {} training samples",
+                                  recipe_.train.batch_size, data_.train->size()));
   if (teacher_ && teacher_->num_classes() != student_->num_classes())
     throw ConfigError(fmt::format("config key 'teacher.model': the teacher predicts {} classes, the student {}",
                                   teacher_->num_classes(), student_->num_classes()));
@@ -88,9 +94,12 @@ void Trainer::save(const std::string& file, int64_t step, double best_metric) {
   meta.model_name = recipe_.student.name;
   meta.num_classes = student_->num_classes();
   meta.config_yaml = recipe_.config.dump();
+  meta.threads = torch::get_num_threads();
   CheckpointParts parts{student_.get(), distillers_ ? distillers_.ptr().get() : nullptr,
                         optimizer_.get(), /*rng=*/true};
-  save_checkpoint(recipe_.run_dir + "/" + file, meta, parts);
+  // latest.ckpt keeps its predecessor as previous.ckpt, the fallback when it is found damaged.
+  save_checkpoint(recipe_.run_dir + "/" + file, meta, parts,
+                  file == kLatestCheckpoint ? recipe_.run_dir + "/" + kPreviousCheckpoint : "");
 }
 
 void Trainer::log_json(const std::string& line) {
@@ -103,25 +112,21 @@ TrainResult Trainer::run(bool resume, int64_t stop_after) {
   const TrainOptions& opt = recipe_.train;
   const Task task = recipe_.data.task();
   fs::create_directories(recipe_.run_dir);
-  const std::string latest = recipe_.run_dir + "/latest.ckpt";
 
   int64_t start_step = 0;
   double best_metric = -1.0;
   if (resume) {
-    if (!fs::exists(latest))
-      throw Error(fmt::format("cannot resume: no checkpoint at '{}'", latest));
-    CheckpointMeta meta = read_checkpoint_meta(latest);
-    if (meta.model_name != recipe_.student.name)
-      throw ConfigError(fmt::format("cannot resume '{}': it was trained with model '{}', the recipe names '{}'",
-                                    latest, meta.model_name, recipe_.student.name));
-    if (meta.num_classes != student_->num_classes())
-      throw ConfigError(fmt::format("cannot resume '{}': it has {} classes, the recipe {}", latest,
-                                    meta.num_classes, student_->num_classes()));
-    load_checkpoint(latest, CheckpointParts{student_.get(),
-                                            distillers_ ? distillers_.ptr().get() : nullptr,
-                                            optimizer_.get(), /*rng=*/true});
+    const std::string from = resume_checkpoint(recipe_.run_dir);
+    CheckpointMeta meta = read_checkpoint_meta(from);
+    check_resumable(from, meta, recipe_, student_->num_classes());
+    load_checkpoint(from, CheckpointParts{student_.get(),
+                                          distillers_ ? distillers_.ptr().get() : nullptr,
+                                          optimizer_.get(), /*rng=*/true});
     start_step = meta.step;
     best_metric = meta.best_metric;
+    // Records past the checkpoint are repeated by this run: drop them so the log reads as if
+    // the run had never stopped.
+    truncate_run_log(recipe_.run_dir + "/metrics.jsonl", start_step);
   }
   const bool writes_files = !parallel_ || parallel_->is_main();
   if (writes_files) {
@@ -235,7 +240,7 @@ TrainResult Trainer::run(bool resume, int64_t stop_after) {
       if (bar) bar->update(done, fmt::format("loss {:.4f}{}", loss, last_metric_text));
     }
     if (done % checkpoint_every == 0 || final_step || done == end_step)
-      save("latest.ckpt", done, best_metric);
+      save(kLatestCheckpoint, done, best_metric);
   }
   if (bar) bar->finish();
   if (start_step >= opt.steps) {
