@@ -126,7 +126,8 @@ TrainResult Trainer::run(bool resume, int64_t stop_after) {
     best_metric = meta.best_metric;
     // Records past the checkpoint are repeated by this run: drop them so the log reads as if
     // the run had never stopped.
-    truncate_run_log(recipe_.run_dir + "/metrics.jsonl", start_step);
+    if (!parallel_ || parallel_->is_main())  // rank 0 alone owns the log
+      truncate_run_log(recipe_.run_dir + "/metrics.jsonl", start_step);
   }
   const bool writes_files = !parallel_ || parallel_->is_main();
   if (writes_files) {
