@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   distillery::cli::add_models_command(app, run);
   distillery::cli::add_show_data_command(app, run);
   distillery::cli::add_demo_command(app, run);
+  distillery::cli::add_cache_teacher_command(app, run);
 
   try {
     app.parse(argc, argv);

@@ -10,6 +10,7 @@ struct Batch {
   torch::Tensor images;
   torch::Tensor targets;
   torch::Tensor index;
+  int64_t step = -1;  // the training step it was made for (-1: evaluation); keys teacher caches
 };
 
 constexpr int64_t kIgnoreLabel = 255;

@@ -130,6 +130,7 @@ Batch make_train_batch(const TensorDataset& dataset, const LoaderOptions& option
   std::vector<int64_t> order = epoch_order(dataset.size(), options.seed, epoch, options.shuffle);
   std::vector<int64_t> indices(order.begin() + position, order.begin() + position + options.batch_size);
   Batch batch = assemble(dataset, indices, &options.augment, options.seed, epoch);
+  batch.step = step;
   if (options.batch_hook) options.batch_hook(batch, step);
   return batch;
 }
@@ -175,6 +176,7 @@ Batch TrainStream::build(int64_t step) {
   std::vector<int64_t> indices(cached_order_.begin() + position,
                                cached_order_.begin() + position + options_.batch_size);
   Batch batch = assemble(*dataset_, indices, &options_.augment, options_.seed, epoch);
+  batch.step = step;
   if (options_.batch_hook) options_.batch_hook(batch, step);
   return batch;
 }

@@ -7,6 +7,7 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,20 @@ struct LossTerms {
   torch::Tensor total() const;                                      // sum of all terms
 };
 
+// Which teacher outputs a distiller reads, so that a teacher-output cache stores only those.
+struct TeacherReads {
+  bool logits = false;
+  bool aux_logits = false;
+  bool embedding = false;
+  bool all_stages = false;
+  std::set<int64_t> stages;  // resolved, 0-based
+
+  static TeacherReads everything();
+  static TeacherReads logits_only();
+  void merge(const TeacherReads& other);
+  bool reads_stage(int64_t stage) const { return all_stages || stages.count(stage) > 0; }
+};
+
 // What a distiller may inspect while it builds its projectors.
 struct DistillerContext {
   std::vector<StageSpec> student_stages;
@@ -44,6 +59,9 @@ class DistillerImpl : public torch::nn::Module {
                             const Batch& batch, const StepInfo& step) = 0;
   // A distiller that reads only the student (self-distillation) may skip the teacher.
   virtual bool needs_teacher() const { return true; }
+  // The teacher outputs forward() reads; the default (everything) is always safe, a narrower
+  // answer makes teacher caches smaller.
+  virtual TeacherReads teacher_reads() const { return TeacherReads::everything(); }
 };
 using Distiller = std::shared_ptr<DistillerImpl>;
 

@@ -53,6 +53,13 @@ bool DistillerSetImpl::needs_teacher() const {
   return false;
 }
 
+TeacherReads DistillerSetImpl::teacher_reads() const {
+  TeacherReads reads;
+  for (const auto& member : members_)
+    if (member.distiller->needs_teacher()) reads.merge(member.distiller->teacher_reads());
+  return reads;
+}
+
 std::vector<std::string> DistillerSetImpl::names() const {
   std::vector<std::string> out;
   for (const auto& member : members_) out.push_back(member.name);

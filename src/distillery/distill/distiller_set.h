@@ -20,6 +20,7 @@ class DistillerSetImpl : public torch::nn::Module {
                     const StepInfo& step);
   bool empty() const { return members_.empty(); }
   bool needs_teacher() const;
+  TeacherReads teacher_reads() const;  // the union over the members
   std::vector<std::string> names() const;
 
  private:

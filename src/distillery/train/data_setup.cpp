@@ -17,4 +17,13 @@ DataSplits load_data_splits(const DataSpec& spec) {
   return splits;
 }
 
+LoaderOptions train_loader_options(const Recipe& recipe) {
+  LoaderOptions loader;
+  loader.batch_size = recipe.train.batch_size;
+  loader.augment = recipe.data.augment;
+  loader.seed = recipe.seed;
+  loader.prefetch = recipe.train.prefetch;
+  return loader;
+}
+
 }  // namespace distillery

@@ -2,6 +2,7 @@
 #pragma once
 #include <memory>
 
+#include "distillery/data/loader.h"
 #include "distillery/data/tensor_dataset.h"
 #include "distillery/train/recipe.h"
 
@@ -13,5 +14,9 @@ struct DataSplits {
 };
 
 DataSplits load_data_splits(const DataSpec& spec);
+
+// The training batch stream of a recipe (batch size, augmentation, seed, prefetch): the trainer
+// and the teacher-cache builder must see the very same batches.
+LoaderOptions train_loader_options(const Recipe& recipe);
 
 }  // namespace distillery

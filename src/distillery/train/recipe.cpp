@@ -124,11 +124,18 @@ Recipe Recipe::parse(Config config) {
   if (root.has("teacher")) {
     ConfigSection t = root.section("teacher");
     r.teacher.enabled = true;
-    r.teacher.source = t.get_choice("source", r.teacher.source, {"online"});
-    r.teacher.model = parse_model_spec(t.section("model"), r.data);
-    r.teacher.checkpoint = t.require<std::string>("checkpoint");
+    r.teacher.source = t.get_choice("source", r.teacher.source, {"online", "cache"});
+    const bool cached = r.teacher.source == "cache";
+    // A cached teacher needs only the cache; model and checkpoint may stay in the recipe (the
+    // model name is then checked against the cache) so that switching is one --set.
+    if (t.has("model") || !cached) r.teacher.model = parse_model_spec(t.section("model"), r.data);
+    r.teacher.checkpoint = cached ? t.get<std::string>("checkpoint", "") : t.require<std::string>("checkpoint");
     r.teacher.recipe = t.get<std::string>("recipe", "");
-    bool present = std::filesystem::exists(r.teacher.checkpoint);
+    r.teacher.cache_path = cached ? t.require<std::string>("path") : t.get<std::string>("path", "");
+    if (cached && !std::filesystem::exists(r.teacher.cache_path))
+      throw ConfigError(fmt::format("config key 'teacher.path': teacher cache '{}' does not exist "
+                                    "(build it with `distill cache-teacher`)", r.teacher.cache_path));
+    bool present = cached || std::filesystem::exists(r.teacher.checkpoint);
     if (!present && r.teacher.recipe.empty())
       throw ConfigError(fmt::format(
           "config key 'teacher.checkpoint': file '{}' does not exist (and no teacher.recipe to train it)",

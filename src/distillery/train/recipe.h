@@ -55,8 +55,9 @@ struct TrainOptions {
 
 struct TeacherSpec {
   bool enabled = false;
-  std::string source = "online";  // online (a cached source comes with the cache issue)
-  ModelSpec model;
+  std::string source = "online";  // online | cache (precomputed outputs, `distill cache-teacher`)
+  ModelSpec model;                // optional with a cache (then checked against it)
+  std::string cache_path;         // source: cache
   std::string checkpoint;         // a Distillery checkpoint (latest.ckpt / best.ckpt)
   std::string recipe;             // trains the teacher into dirname(checkpoint) when it is missing
 };

@@ -8,6 +8,7 @@
 #include "distillery/core/error.h"
 #include "distillery/models/zoo.h"
 #include "distillery/train/checkpoint.h"
+#include "distillery/train/teacher_cache.h"
 #include "distillery/train/trainer.h"
 
 namespace distillery {
@@ -24,6 +25,14 @@ ModelOutput OnlineTeacher::outputs(const Batch& batch) {
 
 std::unique_ptr<TeacherSource> make_teacher_source(const TeacherSpec& spec) {
   namespace fs = std::filesystem;
+  if (spec.source == "cache") {
+    auto cache = std::make_unique<CachedTeacher>(spec.cache_path);
+    if (!spec.model.name.empty() && spec.model.name != cache->header().teacher_model)
+      throw ConfigError(fmt::format("config key 'teacher.path': cache '{}' holds a '{}' teacher, not "
+                                    "the '{}' named by teacher.model", spec.cache_path,
+                                    cache->header().teacher_model, spec.model.name));
+    return cache;
+  }
   if (!fs::exists(spec.checkpoint)) {
     std::string run_dir = fs::path(spec.checkpoint).parent_path().string();
     std::string file = fs::path(spec.checkpoint).filename().string();

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "distillery/data/batch.h"
+#include "distillery/distill/distiller.h"
 #include "distillery/models/model.h"
 #include "distillery/train/recipe.h"
 
@@ -17,6 +18,9 @@ class TeacherSource {
   virtual ModelOutput outputs(const Batch& batch) = 0;
   virtual std::vector<StageSpec> stages() const = 0;
   virtual int64_t num_classes() const = 0;
+  // Throws ConfigError when this source cannot serve `recipe`'s run and distillers (a cache
+  // built for another schedule or without an output they read).
+  virtual void check_compatible(const Recipe& recipe, const TeacherReads& reads) const {}
 };
 
 // A frozen teacher network: eval mode (BatchNorm statistics fixed), no gradients.
@@ -32,8 +36,9 @@ class OnlineTeacher : public TeacherSource {
   Model model_;
 };
 
-// Builds the teacher named by a recipe: trains it first (by its own recipe) when the checkpoint
-// is missing, then loads the weights, refusing a checkpoint made for another model.
+// Builds the teacher named by a recipe: a cache (source: cache) or the network, trained first
+// (by its own recipe) when the checkpoint is missing, then loaded, refusing a checkpoint made
+// for another model.
 std::unique_ptr<TeacherSource> make_teacher_source(const TeacherSpec& spec);
 
 }  // namespace distillery

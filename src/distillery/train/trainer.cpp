@@ -39,20 +39,27 @@ Trainer::Trainer(Recipe recipe) : recipe_(std::move(recipe)) {
 
   std::vector<torch::Tensor> params = student_->parameters();
   if (!recipe_.distillers.empty()) {
-    DistillerContext context;
-    context.student_stages = student_->stages();
-    context.teacher_stages = teacher_->stages();
-    context.num_classes = student_->num_classes();
-    context.task = recipe_.data.task();
-    context.dataset_size = data_.train->size();
-    distillers_ = DistillerSet(recipe_.distillers, context);
+    distillers_ = DistillerSet(recipe_.distillers,
+                               make_distiller_context(*student_, *teacher_, recipe_, data_.train->size()));
     for (auto& p : distillers_->parameters()) params.push_back(p);
+    teacher_->check_compatible(recipe_, distillers_->teacher_reads());
   }
   recipe_.config.check_all_consumed();
   optimizer_ = make_optimizer(recipe_.train.optimizer, params);
 }
 
 Trainer::~Trainer() = default;
+
+DistillerContext make_distiller_context(const ModelImpl& student, const TeacherSource& teacher,
+                                        const Recipe& recipe, int64_t dataset_size) {
+  DistillerContext context;
+  context.student_stages = student.stages();
+  context.teacher_stages = teacher.stages();
+  context.num_classes = student.num_classes();
+  context.task = recipe.data.task();
+  context.dataset_size = dataset_size;
+  return context;
+}
 
 void Trainer::save(const std::string& file, int64_t step, double best_metric) {
   CheckpointMeta meta;
@@ -102,12 +109,7 @@ TrainResult Trainer::run(bool resume, int64_t stop_after) {
   metrics_log_ = std::make_unique<std::ofstream>(recipe_.run_dir + "/metrics.jsonl",
                                                  resume ? std::ios::app : std::ios::trunc);
 
-  LoaderOptions loader;
-  loader.batch_size = opt.batch_size;
-  loader.augment = recipe_.data.augment;
-  loader.seed = recipe_.seed;
-  loader.prefetch = opt.prefetch;
-  TrainStream stream(data_.train, loader, start_step);
+  TrainStream stream(data_.train, train_loader_options(recipe_), start_step);
   const int64_t checkpoint_every = opt.checkpoint_every > 0 ? opt.checkpoint_every : opt.eval_every;
 
   std::vector<torch::Tensor> clip_params;
@@ -119,6 +121,7 @@ TrainResult Trainer::run(bool resume, int64_t stop_after) {
   result.metric_name = task == Task::Classification ? "top1" : "mIoU";
   result.best_metric = best_metric;
   double train_seconds = 0;
+  double data_wait_seconds = 0;  // part of train_seconds spent waiting for the loader
   int64_t images = 0;
   std::string last_metric_text;
 
@@ -128,6 +131,7 @@ TrainResult Trainer::run(bool resume, int64_t stop_after) {
   for (int64_t step = start_step; step < end_step; ++step) {
     auto begin = std::chrono::steady_clock::now();
     Batch batch = stream.next();
+    data_wait_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
     set_learning_rate(*optimizer_, learning_rate_at(opt.optimizer, step, opt.steps));
 
     ModelOutput out = student_->forward(batch.images);
@@ -219,6 +223,7 @@ TrainResult Trainer::run(bool resume, int64_t stop_after) {
   nlohmann::json summary{{"summary", {{"final_" + result.metric_name, result.final_metric},
                                       {"best_" + result.metric_name, result.best_metric},
                                       {"train_seconds", train_seconds},
+                                      {"data_wait_seconds", data_wait_seconds},
                                       {"images_per_second", result.images_per_second}}}};
   log_json(summary.dump());
   return result;

@@ -23,6 +23,10 @@ struct TrainResult {
   double images_per_second = 0;
 };
 
+// What the recipe's distillers may inspect while they build their projectors.
+DistillerContext make_distiller_context(const ModelImpl& student, const TeacherSource& teacher,
+                                        const Recipe& recipe, int64_t dataset_size);
+
 class Trainer {
  public:
   explicit Trainer(Recipe recipe);

@@ -43,6 +43,9 @@ torch::Tensor FeatureTap::read(const ModelOutput& output) const {
       if (stage >= static_cast<int64_t>(output.features.size()))
         throw Error(fmt::format("distiller reads features[{}] but the model returned {} stages",
                                 stage, output.features.size()));
+      if (!output.features[stage].defined())
+        throw Error(fmt::format("distiller reads features[{}], which these outputs do not hold "
+                                "(a teacher cache built for other distillers?)", stage));
       return output.features[stage];
   }
   return {};
@@ -59,6 +62,14 @@ std::string FeatureTap::describe() const {
     case Kind::Features: return fmt::format("features[{}]", stage);
   }
   return "?";
+}
+
+void FeatureTap::add_to(TeacherReads& reads) const {
+  switch (kind) {
+    case Kind::Logits: reads.logits = true; break;
+    case Kind::AuxLogits: reads.aux_logits = true; break;
+    case Kind::Features: reads.stages.insert(stage); break;
+  }
 }
 
 StagePairTaps read_stage_pair(const ConfigSection& cfg, const std::vector<StageSpec>& student_stages,

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "distillery/core/config.h"
+#include "distillery/distill/distiller.h"
 #include "distillery/models/model.h"
 
 namespace distillery {
@@ -39,6 +40,7 @@ struct FeatureTap {
   torch::Tensor read(const ModelOutput& output) const;
   int64_t channels(const std::vector<StageSpec>& stages, int64_t num_classes) const;
   std::string describe() const;  // "logits", "features[2]", "aux_logits"
+  void add_to(TeacherReads& reads) const;
 };
 
 // A student stage (`stage`, default the last) and the teacher stage it is compared with

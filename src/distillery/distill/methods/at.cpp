@@ -40,6 +40,12 @@ class AttentionTransferImpl : public DistillerImpl {
     return out;
   }
 
+  TeacherReads teacher_reads() const override {
+    TeacherReads reads;
+    reads.stages.insert(teacher_stages_.begin(), teacher_stages_.end());
+    return reads;
+  }
+
  private:
   std::vector<int64_t> student_stages_, teacher_stages_;
   double beta_, exponent_;

@@ -219,6 +219,13 @@ void CIRKDImpl::update_memory(const torch::Tensor& t_unit, const torch::Tensor& 
   enqueue_regions(torch::cat(regions), torch::cat(region_labels));
 }
 
+TeacherReads CIRKDImpl::teacher_reads() const {
+  TeacherReads reads;
+  reads.stages.insert(options_.teacher_stage);
+  reads.logits = options_.lambda_kd > 0;
+  return reads;
+}
+
 LossTerms CIRKDImpl::forward(const ModelOutput& student, const ModelOutput& teacher,
                              const Batch& batch, const StepInfo& step) {
   const auto& o = options_;

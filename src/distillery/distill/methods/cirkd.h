@@ -50,6 +50,7 @@ class CIRKDImpl : public DistillerImpl {
   // In training mode the banks take the teacher's embeddings of this batch after the loss.
   LossTerms forward(const ModelOutput& student, const ModelOutput& teacher, const Batch& batch,
                     const StepInfo& step) override;
+  TeacherReads teacher_reads() const override;
 
   // Samples pixels_per_image valid pixels of each image (torch's global generator) into the
   // pixel bank and each image's class means (re-normalised) into the region bank.

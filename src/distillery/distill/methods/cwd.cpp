@@ -43,6 +43,12 @@ class CwdImpl : public DistillerImpl {
     return out;
   }
 
+  TeacherReads teacher_reads() const override {
+    TeacherReads reads;
+    teacher_tap_.add_to(reads);
+    return reads;
+  }
+
  private:
   FeatureTap student_tap_;
   FeatureTap teacher_tap_;

@@ -30,6 +30,8 @@ class DistImpl : public DistillerImpl {
     return out;
   }
 
+  TeacherReads teacher_reads() const override { return TeacherReads::logits_only(); }
+
  private:
   double beta_, gamma_, temperature_;
 };

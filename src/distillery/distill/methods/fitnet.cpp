@@ -36,6 +36,12 @@ class FitNetImpl : public DistillerImpl {
 
   torch::nn::Sequential regressor() const { return regressor_; }
 
+  TeacherReads teacher_reads() const override {
+    TeacherReads reads;
+    teacher_tap_.add_to(reads);
+    return reads;
+  }
+
  private:
   FeatureTap student_tap_, teacher_tap_;
   bool mask_ignore_;

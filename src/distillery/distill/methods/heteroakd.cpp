@@ -162,6 +162,13 @@ HeteroAKDImpl::HeteroAKDImpl(const DistillerContext& context, HeteroAKDOptions o
   }
 }
 
+TeacherReads HeteroAKDImpl::teacher_reads() const {
+  TeacherReads reads;
+  reads.stages.insert(options_.teacher_stages.begin(), options_.teacher_stages.end());
+  reads.logits = options_.lambda_kd > 0;
+  return reads;
+}
+
 LossTerms HeteroAKDImpl::forward(const ModelOutput& student, const ModelOutput& teacher,
                                  const Batch& batch, const StepInfo& step) {
   return compute(student, teacher, batch.targets, nullptr);

@@ -70,6 +70,7 @@ class HeteroAKDImpl : public DistillerImpl {
 
   LossTerms forward(const ModelOutput& student, const ModelOutput& teacher, const Batch& batch,
                     const StepInfo& step) override;
+  TeacherReads teacher_reads() const override;
 
   // forward() with a seam for gradient checks: when `mixes` is non-null and empty it receives
   // the per-stage mixes; when non-empty those (constant) mixes are used instead of new ones.

@@ -58,6 +58,8 @@ class OfaImpl : public DistillerImpl {
     return out;
   }
 
+  TeacherReads teacher_reads() const override { return TeacherReads::logits_only(); }
+
  private:
   torch::Tensor ofa_term(const torch::Tensor& student_logits, const torch::Tensor& teacher_logits,
                          const torch::Tensor& targets) const {

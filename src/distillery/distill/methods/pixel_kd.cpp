@@ -26,6 +26,8 @@ class PixelKdImpl : public DistillerImpl {
     return out;
   }
 
+  TeacherReads teacher_reads() const override { return TeacherReads::logits_only(); }
+
  private:
   double temperature_;
 };

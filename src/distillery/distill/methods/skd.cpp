@@ -32,6 +32,12 @@ class StructuredKdImpl : public DistillerImpl {
     return out;
   }
 
+  TeacherReads teacher_reads() const override {
+    TeacherReads reads;
+    teacher_tap_.add_to(reads);
+    return reads;
+  }
+
  private:
   FeatureTap student_tap_, teacher_tap_;
   int64_t grid_;

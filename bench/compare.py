@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""Distillery's C++ training step against the PyTorch-Python reference, side by side.
+
+For every configuration and thread count, runs ./build/bench_distill and
+bench/reference/train_step.py in turn (C++, Python, C++, Python, ...), each in its own process,
+and prints the medians and the ratio C++ / Python of images per second, pair by pair. The machine
+is shared and noisy: only ratios measured in the same invocation are meaningful.
+
+  python3 bench/compare.py [--rounds 3] [--threads 1 2] [--steps 20] [--out bench-results.json]
+
+Needs python3-torch (Debian; the same LibTorch 1.13 as the C++ build):
+  sudo apt-get install -y python3-torch
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CPP = os.path.join(ROOT, "build", "bench_distill")
+PY = [sys.executable if sys.executable.startswith("/usr/bin") else "/usr/bin/python3",
+      os.path.join(ROOT, "bench", "reference", "train_step.py")]
+TRAINING = ["student", "kd", "cwd", "heteroakd", "teacher"]  # both implementations
+CPP_ONLY = ["heteroakd_cached"]
+
+
+def run(cmd):
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{out.stderr.strip()}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def args_for(config, threads, a):
+    return ["--config", config, "--threads", str(threads), "--batch", str(a.batch),
+            "--warmup", str(a.warmup), "--steps", str(a.steps)]
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--configs", nargs="+", default=TRAINING + CPP_ONLY)
+    p.add_argument("--out", default="")
+    a = p.parse_args()
+
+    results = {"rounds": a.rounds, "batch": a.batch, "steps": a.steps, "runs": []}
+    for threads in a.threads:
+        peak = run([CPP, "--config", "peak", "--threads", str(threads)])["matmul_gflops"]
+        loader = run([CPP, "--config", "loader", "--batch", str(a.batch), "--steps", "20"])
+        results["runs"].append({"threads": threads, "peak_gflops": peak, "loader_median_s": loader["median"]})
+        print(f"\n## {threads} thread(s): matmul peak {peak:.1f} GFLOP/s; one augmented batch of "
+              f"{a.batch} takes {loader['median'] * 1e3:.1f} ms to build (prefetch thread)")
+        print(f"{'config':<18} {'C++ img/s':>10} {'Py img/s':>9} {'C++/Py':>7} {'spread':>13} "
+              f"{'GFLOP/s':>8} {'% peak':>6} {'C++ MiB':>8} {'Py MiB':>7} {'params ok':>9}")
+        student_step = None
+        for config in a.configs:
+            cpp_runs, py_runs, ratios = [], [], []
+            for _ in range(a.rounds):
+                c = run([CPP] + args_for(config, threads, a))
+                cpp_runs.append(c)
+                if config in TRAINING:
+                    py = run(PY + args_for(config, threads, a))
+                    py_runs.append(py)
+                    ratios.append(c["images_per_second"] / py["images_per_second"])
+            cpp_ips = statistics.median(r["images_per_second"] for r in cpp_runs)
+            cpp_mib = max(r["peak_rss_mib"] for r in cpp_runs)
+            gflops = statistics.median(r["achieved_gflops"] for r in cpp_runs)
+            step = statistics.median(r["median"] for r in cpp_runs)
+            if config == "student":
+                student_step = step
+            row = {"config": config, "threads": threads, "cpp_images_per_second": cpp_ips,
+                   "cpp_step_s": step, "cpp_peak_rss_mib": cpp_mib, "achieved_gflops": gflops,
+                   "step_vs_student": step / student_step if student_step else None,
+                   "loader_share": loader["median"] / step}
+            if py_runs:
+                py_ips = statistics.median(r["images_per_second"] for r in py_runs)
+                same = all(c[k] == py_runs[0][k] for c in cpp_runs[:1]
+                           for k in ("params_student", "params_teacher", "params_distiller"))
+                row.update({"py_images_per_second": py_ips, "ratio_median": statistics.median(ratios),
+                            "ratio_min": min(ratios), "ratio_max": max(ratios),
+                            "py_peak_rss_mib": max(r["peak_rss_mib"] for r in py_runs),
+                            "params_match": same})
+                print(f"{config:<18} {cpp_ips:>10.1f} {py_ips:>9.1f} {row['ratio_median']:>7.2f} "
+                      f"{'(' + format(min(ratios), '.2f') + '-' + format(max(ratios), '.2f') + ')':>13} "
+                      f"{gflops:>8.1f} {100 * gflops / peak:>6.1f} {cpp_mib:>8.0f} {row['py_peak_rss_mib']:>7.0f} "
+                      f"{'yes' if same else 'NO':>9}")
+            else:
+                print(f"{config:<18} {cpp_ips:>10.1f} {'-':>9} {'-':>7} {'':>13} {gflops:>8.1f} "
+                      f"{100 * gflops / peak:>6.1f} {cpp_mib:>8.0f} {'-':>7} {'-':>9}")
+            results["runs"].append(row)
+        if student_step:
+            print("step time / student-alone step (C++): " + ", ".join(
+                f"{r['config']} {r['step_vs_student']:.2f}x" for r in results["runs"]
+                if r.get("threads") == threads and r.get("step_vs_student")))
+    if a.out:
+        with open(a.out, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
