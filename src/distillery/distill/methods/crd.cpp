@@ -80,6 +80,12 @@ torch::Tensor CrdImpl::compute(const torch::Tensor& student_embedding,
   return loss;
 }
 
+TeacherReads CrdImpl::teacher_reads() const {
+  TeacherReads reads;
+  reads.embedding = true;
+  return reads;
+}
+
 LossTerms CrdImpl::forward(const ModelOutput& student, const ModelOutput& teacher, const Batch& batch,
                            const StepInfo&) {
   if (!student.embedding.defined() || !teacher.embedding.defined())

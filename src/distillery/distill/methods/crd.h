@@ -30,6 +30,7 @@ class CrdImpl : public DistillerImpl {
   CrdImpl(const DistillerContext& context, const CrdOptions& options);
   LossTerms forward(const ModelOutput& student, const ModelOutput& teacher, const Batch& batch,
                     const StepInfo& step) override;
+  TeacherReads teacher_reads() const override;
 
   // The loss for given sample indices [B] and bank rows [B, K + 1] (column 0 = the samples'
   // own rows); updates the banks (and fixes Z on the first call).

@@ -32,6 +32,8 @@ class DkdImpl : public DistillerImpl {
     params.check(warmup_epochs_ >= 0, "warmup_epochs", "must be >= 0");
   }
 
+  TeacherReads teacher_reads() const override { return TeacherReads::logits_only(); }
+
   LossTerms forward(const ModelOutput& student, const ModelOutput& teacher, const Batch& batch,
                     const StepInfo& step) override {
     auto z_s = as_pixel_map(student.logits);

@@ -40,6 +40,12 @@ class RkdImpl : public DistillerImpl {
                  "distance_weight and angle_weight cannot both be 0");
   }
 
+  TeacherReads teacher_reads() const override {
+    TeacherReads reads;
+    reads.embedding = true;
+    return reads;
+  }
+
   LossTerms forward(const ModelOutput& student, const ModelOutput& teacher, const Batch&,
                     const StepInfo&) override {
     if (!student.embedding.defined() || !teacher.embedding.defined())
