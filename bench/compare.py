@@ -59,46 +59,51 @@ def main():
               f"{a.batch} takes {loader['median'] * 1e3:.1f} ms to build (prefetch thread)")
         print(f"{'config':<18} {'C++ img/s':>10} {'Py img/s':>9} {'C++/Py':>7} {'spread':>13} "
               f"{'GFLOP/s':>8} {'% peak':>6} {'C++ MiB':>8} {'Py MiB':>7} {'params ok':>9}")
-        student_step = None
-        for config in a.configs:
-            cpp_runs, py_runs, ratios = [], [], []
-            for _ in range(a.rounds):
-                c = run([CPP] + args_for(config, threads, a))
-                cpp_runs.append(c)
+        # Round-major: every configuration once per round, so that the ratios to the student
+        # alone are also taken pair by pair (config and student of the same round).
+        cpp_runs = {c: [] for c in a.configs}
+        py_runs = {c: [] for c in a.configs}
+        for _ in range(a.rounds):
+            for config in a.configs:
+                cpp_runs[config].append(run([CPP] + args_for(config, threads, a)))
                 if config in TRAINING:
-                    py = run(PY + args_for(config, threads, a))
-                    py_runs.append(py)
-                    ratios.append(c["images_per_second"] / py["images_per_second"])
-            cpp_ips = statistics.median(r["images_per_second"] for r in cpp_runs)
-            cpp_mib = max(r["peak_rss_mib"] for r in cpp_runs)
-            gflops = statistics.median(r["achieved_gflops"] for r in cpp_runs)
-            step = statistics.median(r["median"] for r in cpp_runs)
-            if config == "student":
-                student_step = step
+                    py_runs[config].append(run(PY + args_for(config, threads, a)))
+        for config in a.configs:
+            cpp, py = cpp_runs[config], py_runs[config]
+            cpp_ips = statistics.median(r["images_per_second"] for r in cpp)
+            gflops = statistics.median(r["achieved_gflops"] for r in cpp)
             row = {"config": config, "threads": threads, "cpp_images_per_second": cpp_ips,
-                   "cpp_step_s": step, "cpp_peak_rss_mib": cpp_mib, "achieved_gflops": gflops,
-                   "step_vs_student": step / student_step if student_step else None,
-                   "loader_share": loader["median"] / step}
-            if py_runs:
-                py_ips = statistics.median(r["images_per_second"] for r in py_runs)
-                same = all(c[k] == py_runs[0][k] for c in cpp_runs[:1]
-                           for k in ("params_student", "params_teacher", "params_distiller"))
-                row.update({"py_images_per_second": py_ips, "ratio_median": statistics.median(ratios),
-                            "ratio_min": min(ratios), "ratio_max": max(ratios),
-                            "py_peak_rss_mib": max(r["peak_rss_mib"] for r in py_runs),
+                   "cpp_step_s": statistics.median(r["median"] for r in cpp),
+                   "cpp_peak_rss_mib": max(r["peak_rss_mib"] for r in cpp), "achieved_gflops": gflops,
+                   "phase_seconds": {k: statistics.median(r["phase_seconds"][k] for r in cpp)
+                                     for k in cpp[0]["phase_seconds"]},
+                   "loader_share": loader["median"] / statistics.median(r["median"] for r in cpp)}
+            if "student" in cpp_runs and cpp_runs["student"]:
+                pairs = [c["median"] / s["median"] for c, s in zip(cpp, cpp_runs["student"])]
+                row["step_vs_student"] = statistics.median(pairs)
+            line = f"{config:<18} {cpp_ips:>10.1f} "
+            if py:
+                ratios = [c["images_per_second"] / p_["images_per_second"] for c, p_ in zip(cpp, py)]
+                same = all(cpp[0][k] == py[0][k] for k in ("params_student", "params_teacher", "params_distiller"))
+                row.update({"py_images_per_second": statistics.median(r["images_per_second"] for r in py),
+                            "ratio_median": statistics.median(ratios), "ratio_min": min(ratios),
+                            "ratio_max": max(ratios), "py_peak_rss_mib": max(r["peak_rss_mib"] for r in py),
                             "params_match": same})
-                print(f"{config:<18} {cpp_ips:>10.1f} {py_ips:>9.1f} {row['ratio_median']:>7.2f} "
-                      f"{'(' + format(min(ratios), '.2f') + '-' + format(max(ratios), '.2f') + ')':>13} "
-                      f"{gflops:>8.1f} {100 * gflops / peak:>6.1f} {cpp_mib:>8.0f} {row['py_peak_rss_mib']:>7.0f} "
-                      f"{'yes' if same else 'NO':>9}")
+                spread = f"({min(ratios):.2f}-{max(ratios):.2f})"
+                line += (f"{row['py_images_per_second']:>9.1f} {row['ratio_median']:>7.2f} {spread:>13} "
+                         f"{gflops:>8.1f} {100 * gflops / peak:>6.1f} {row['cpp_peak_rss_mib']:>8.0f} "
+                         f"{row['py_peak_rss_mib']:>7.0f} {'yes' if same else 'NO':>9}")
             else:
-                print(f"{config:<18} {cpp_ips:>10.1f} {'-':>9} {'-':>7} {'':>13} {gflops:>8.1f} "
-                      f"{100 * gflops / peak:>6.1f} {cpp_mib:>8.0f} {'-':>7} {'-':>9}")
+                line += (f"{'-':>9} {'-':>7} {'':>13} {gflops:>8.1f} {100 * gflops / peak:>6.1f} "
+                         f"{row['cpp_peak_rss_mib']:>8.0f} {'-':>7} {'-':>9}")
+            print(line)
             results["runs"].append(row)
-        if student_step:
-            print("step time / student-alone step (C++): " + ", ".join(
-                f"{r['config']} {r['step_vs_student']:.2f}x" for r in results["runs"]
-                if r.get("threads") == threads and r.get("step_vs_student")))
+        print("C++ step / student-alone step (pairs within a round): " + ", ".join(
+            f"{r['config']} {r['step_vs_student']:.2f}x" for r in results["runs"]
+            if r.get("threads") == threads and "step_vs_student" in r))
+        print("C++ phases, ms per step: " + "; ".join(
+            f"{r['config']}: " + " ".join(f"{k.split('_')[0]} {1e3 * v:.0f}" for k, v in r["phase_seconds"].items() if v > 0)
+            for r in results["runs"] if r.get("threads") == threads and "phase_seconds" in r))
     if a.out:
         with open(a.out, "w") as f:
             json.dump(results, f, indent=2)

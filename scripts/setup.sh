@@ -11,6 +11,8 @@ PACKAGES=(
   libopenblas0-openmp
   libyaml-cpp-dev libcli11-dev nlohmann-json3-dev libfmt-dev
   libpng-dev zlib1g-dev libgtest-dev
+  # JPEG decoding for real datasets: header-only stb_image (copying the header is enough elsewhere).
+  libstb-dev
 )
 
 missing=()

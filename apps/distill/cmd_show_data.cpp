@@ -1,7 +1,9 @@
 #include <fmt/format.h>
+#include <torch/torch.h>
 
 #include "commands.h"
 #include "distillery/data/render.h"
+#include "distillery/data/scale_crop.h"
 #include "distillery/train/data_setup.h"
 
 namespace distillery::cli {
@@ -26,7 +28,23 @@ void add_show_data_command(CLI::App& app, Runner& run) {
       for (const auto& o : args->overrides) config.apply_override(o);
       Recipe recipe = Recipe::parse(std::move(config));
       DataSplits data = load_data_splits(recipe.data);
-      const TensorDataset& split = args->split == "train" ? *data.train : *data.val;
+      TensorDataset split = args->split == "train" ? *data.train : *data.val;
+      if (split.files) {
+        // On-disk datasets: the first samples' centre crops, as the model sees them.
+        std::vector<torch::Tensor> images, labels;
+        AugmentOptions none;
+        none.enabled = false;
+        for (int64_t i = 0; i < std::min(args->count, split.size()); ++i) {
+          auto [image, label] = split.files->load(i);
+          Rng rng(0);
+          auto crop = random_scale_crop(image, label, split.files->resize, split.files->crop_size, none, rng);
+          images.push_back(crop.first);
+          labels.push_back(crop.second);
+        }
+        split.images = torch::stack(images);
+        split.targets = torch::stack(labels);
+        split.files = nullptr;
+      }
       write_scene_grid(args->out, split, std::min(args->count, split.size()), args->cols);
       fmt::print("wrote {} scenes of the {} split to {}\n", std::min(args->count, split.size()),
                  args->split, args->out);

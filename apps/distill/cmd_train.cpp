@@ -27,7 +27,7 @@ void print_per_class(const EvalResult& eval, const std::vector<std::string>& nam
   for (size_t k = 0; k < eval.per_class_iou.size(); ++k) {
     std::string name = k < names.size() ? names[k] : std::to_string(k);
     double v = eval.per_class_iou[k];
-    fmt::print("  {:<14} {}\n", name, std::isnan(v) ? std::string("  n/a") : fmt::format("{:.4f}", v));
+    fmt::print("  {:<20} {}\n", name, std::isnan(v) ? std::string("  n/a") : fmt::format("{:.4f}", v));
   }
 }
 

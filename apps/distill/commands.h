@@ -16,6 +16,8 @@ void add_eval_command(CLI::App& app, Runner& run);
 void add_models_command(CLI::App& app, Runner& run);
 void add_show_data_command(CLI::App& app, Runner& run);
 void add_demo_command(CLI::App& app, Runner& run);
+void add_predict_command(CLI::App& app, Runner& run);
+void add_export_command(CLI::App& app, Runner& run);
 void add_cache_teacher_command(CLI::App& app, Runner& run);
 
 }  // namespace distillery::cli

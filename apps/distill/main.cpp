@@ -21,6 +21,8 @@ int main(int argc, char** argv) {
   distillery::cli::add_models_command(app, run);
   distillery::cli::add_show_data_command(app, run);
   distillery::cli::add_demo_command(app, run);
+  distillery::cli::add_predict_command(app, run);
+  distillery::cli::add_export_command(app, run);
   distillery::cli::add_cache_teacher_command(app, run);
 
   try {

@@ -65,8 +65,10 @@ void open_for_reading(PngState& state) {
   if (!state.info) fail(state.path, "out of memory");
 }
 
+enum class Decode { Pixels, Indices, Labels };
+
 // Returns false after a libpng error (message in state.message).
-bool decode(PngState* state, bool want_indices) {
+bool decode(PngState* state, Decode mode) {
   if (setjmp(png_jmpbuf(state->png))) return false;
   png_init_io(state->png, state->file);
   png_set_sig_bytes(state->png, 8);
@@ -75,7 +77,22 @@ bool decode(PngState* state, bool want_indices) {
   png_uint_32 height = png_get_image_height(state->png, state->info);
   int color_type = png_get_color_type(state->png, state->info);
   int bit_depth = png_get_bit_depth(state->png, state->info);
-  if (want_indices) {
+  if (mode == Decode::Labels) {
+    // Class ids: palette indices (VOC) or grey values (Cityscapes, ADE20K), never colours.
+    if (color_type != PNG_COLOR_TYPE_PALETTE && color_type != PNG_COLOR_TYPE_GRAY) {
+      std::snprintf(state->message, sizeof(state->message),
+                    "a label map must be a palette or 8-bit greyscale PNG (colour type %d)", color_type);
+      return false;
+    }
+    if (bit_depth == 16) {
+      std::snprintf(state->message, sizeof(state->message), "16-bit label maps are not supported");
+      return false;
+    }
+    if (bit_depth < 8) {
+      if (color_type == PNG_COLOR_TYPE_PALETTE) png_set_packing(state->png);
+      else png_set_expand_gray_1_2_4_to_8(state->png);
+    }
+  } else if (mode == Decode::Indices) {
     if (color_type != PNG_COLOR_TYPE_PALETTE) {
       std::snprintf(state->message, sizeof(state->message), "not a palette PNG (colour type %d)",
                     color_type);
@@ -107,14 +124,14 @@ bool decode(PngState* state, bool want_indices) {
   return true;
 }
 
-torch::Tensor read(const std::string& path, bool want_indices) {
+torch::Tensor read(const std::string& path, Decode mode) {
   PngState state;
   state.path = path;
   open_for_reading(state);
-  if (!decode(&state, want_indices)) fail(path, state.message);
+  if (!decode(&state, mode)) fail(path, state.message);
   torch::Tensor out = torch::empty({state.height, state.width, state.channels}, torch::kUInt8);
   std::memcpy(out.data_ptr<uint8_t>(), state.pixels.data(), state.pixels.size());
-  return want_indices ? out.squeeze(2) : out;
+  return mode == Decode::Pixels ? out : out.squeeze(2);
 }
 
 bool encode(PngState* state, int color_type) {
@@ -189,8 +206,10 @@ void write_png_palette(const std::string& path, const torch::Tensor& indices,
   write(path, indices, 1, PNG_COLOR_TYPE_PALETTE, &palette);
 }
 
-torch::Tensor read_png(const std::string& path) { return read(path, false); }
+torch::Tensor read_png(const std::string& path) { return read(path, Decode::Pixels); }
 
-torch::Tensor read_png_indices(const std::string& path) { return read(path, true); }
+torch::Tensor read_png_indices(const std::string& path) { return read(path, Decode::Indices); }
+
+torch::Tensor read_png_labels(const std::string& path) { return read(path, Decode::Labels); }
 
 }  // namespace distillery

@@ -27,4 +27,8 @@ torch::Tensor read_png(const std::string& path);
 // the file is not a palette PNG.
 torch::Tensor read_png_indices(const std::string& path);
 
+// A label map uint8 [H, W]: the indices of a palette PNG or the values of an 8-bit greyscale
+// one. DataError for colour, 16-bit or invalid files.
+torch::Tensor read_png_labels(const std::string& path);
+
 }  // namespace distillery

@@ -3,9 +3,13 @@
 #include <fmt/format.h>
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "distillery/core/config.h"
+#include "distillery/core/error.h"
+#include "distillery/data/scale_crop.h"
 
 namespace distillery {
 namespace {
@@ -14,6 +18,11 @@ constexpr uint64_t kShuffleTag = 0x5348554646ULL;  // keeps order and augmentati
 constexpr uint64_t kAugmentTag = 0x4155474dULL;
 
 void check_dataset(const TensorDataset& dataset) {
+  if (dataset.files) {
+    TORCH_CHECK(dataset.task == Task::Segmentation && dataset.files->size() > 0,
+                "on-disk datasets must be non-empty segmentation datasets");
+    return;
+  }
   TORCH_CHECK(dataset.images.defined() && dataset.images.dim() == 4 &&
                   dataset.images.scalar_type() == torch::kUInt8,
               "dataset images must be uint8 [N, C, H, W]");
@@ -32,9 +41,32 @@ void check_dataset(const TensorDataset& dataset) {
   }
 }
 
+// On-disk samples: decoded here (on the prefetching thread), cut to the crop size.
+Batch assemble_files(const FileDataset& files, const std::vector<int64_t>& indices,
+                     const AugmentOptions& augment, uint64_t seed, int64_t epoch) {
+  std::vector<torch::Tensor> images, labels;
+  for (int64_t sample : indices) {
+    auto [image, label] = files.load(sample);
+    Rng rng(mix_seed({seed, kAugmentTag, static_cast<uint64_t>(epoch), static_cast<uint64_t>(sample)}));
+    auto [image_crop, label_crop] = random_scale_crop(image, label, files.resize, files.crop_size, augment, rng);
+    images.push_back(image_crop);
+    labels.push_back(label_crop);
+  }
+  Batch out;
+  out.images = to_model_input(torch::stack(images));
+  out.targets = torch::stack(labels).to(torch::kLong);
+  out.index = torch::tensor(indices, torch::kLong);
+  return out;
+}
+
 // Gathers the given samples, optionally augmented, into one batch.
 Batch assemble(const TensorDataset& dataset, const std::vector<int64_t>& indices,
                const AugmentOptions* augment, uint64_t seed, int64_t epoch) {
+  if (dataset.files) {
+    AugmentOptions options = augment ? *augment : AugmentOptions{};
+    if (!augment) options.enabled = false;
+    return assemble_files(*dataset.files, indices, options, seed, epoch);
+  }
   torch::Tensor images = dataset.images.contiguous();
   const int64_t batch = static_cast<int64_t>(indices.size());
   const int64_t channels = images.size(1), height = images.size(2), width = images.size(3);
@@ -85,6 +117,25 @@ int64_t checked_steps_per_epoch(const TensorDataset& dataset, const LoaderOption
 }
 
 }  // namespace
+
+Batch make_full_resolution_batch(const FileDataset& files, const std::vector<int64_t>& indices) {
+  std::vector<torch::Tensor> images, labels;
+  for (int64_t sample : indices) {
+    auto [image, label] = files.load(sample);
+    const int64_t height = std::max<int64_t>(1, std::llround(image.size(1) * files.resize));
+    const int64_t width = std::max<int64_t>(1, std::llround(image.size(2) * files.resize));
+    images.push_back(resize_image(image, height, width));
+    labels.push_back(label);
+    if (images.back().sizes() != images.front().sizes() || labels.back().sizes() != labels.front().sizes())
+      throw DataError(fmt::format("{}: samples {} and {} differ in size and cannot share a batch "
+                                  "(evaluate with batch size 1)", files.description, indices.front(), sample));
+  }
+  Batch out;
+  out.images = to_model_input(torch::stack(images));
+  out.targets = torch::stack(labels).to(torch::kLong);
+  out.index = torch::tensor(indices, torch::kLong);
+  return out;
+}
 
 torch::Tensor to_model_input(const torch::Tensor& uint8_images) {
   TORCH_CHECK(uint8_images.scalar_type() == torch::kUInt8, "to_model_input expects uint8 images");
@@ -143,6 +194,7 @@ Batch make_eval_batch(const TensorDataset& dataset, int64_t start, int64_t count
   count = std::min(count, dataset.size() - start);
   std::vector<int64_t> indices(static_cast<size_t>(count));
   for (int64_t i = 0; i < count; ++i) indices[i] = start + i;
+  if (dataset.files) return make_full_resolution_batch(*dataset.files, indices);
   return assemble(dataset, indices, nullptr, 0, 0);
 }
 

@@ -48,12 +48,18 @@ struct LoaderOptions {
 // Epoch `epoch`'s sample order: a permutation from Rng(seed, epoch), or 0..n-1 unshuffled.
 std::vector<int64_t> epoch_order(int64_t dataset_size, uint64_t seed, int64_t epoch, bool shuffle);
 
+// On-disk datasets (TensorDataset::files) decode each sample when its batch is built and cut
+// random crops of FileDataset::crop_size (data/scale_crop.h) with the same per-sample seeds.
+
 // Batch `step` of the stream (no prefetching): epoch = step / steps_per_epoch, positions
 // [k * B, (k + 1) * B) of that epoch's order, k = step % steps_per_epoch (drop_last).
 Batch make_train_batch(const TensorDataset& dataset, const LoaderOptions& options, int64_t step);
 
 // Samples [start, start + count) without augmentation; count is clipped at the dataset's end.
+// On-disk datasets: images rescaled by FileDataset::resize, targets at full resolution (so
+// images and targets differ in size when resize != 1); DataError when the samples differ in size.
 Batch make_eval_batch(const TensorDataset& dataset, int64_t start, int64_t count);
+Batch make_full_resolution_batch(const FileDataset& files, const std::vector<int64_t>& indices);
 
 class TrainStream {
  public:

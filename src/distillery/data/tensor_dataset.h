@@ -1,12 +1,16 @@
-// An in-memory dataset: every sample as one row of two tensors. All embedded benchmarks are
-// small enough (tens of MB) to live in memory, which keeps loading and batching trivial.
+// A dataset split. The embedded benchmarks are small enough (tens of MB) to live in memory:
+// every sample is one row of two tensors, which keeps loading and batching trivial. Real
+// datasets (Cityscapes, VOC, ADE20K, folders) stay on disk: `files` lists them and the loader
+// and evaluation read them per batch (images and targets stay undefined).
 #pragma once
 #include <torch/types.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "distillery/data/file_dataset.h"
 #include "distillery/models/model.h"
 
 namespace distillery {
@@ -17,8 +21,9 @@ struct TensorDataset {
   int64_t num_classes = 0;
   std::vector<std::string> class_names;  // num_classes entries
   Task task = Task::Segmentation;
+  std::shared_ptr<const FileDataset> files;  // set for on-disk datasets
 
-  int64_t size() const { return images.defined() ? images.size(0) : 0; }
+  int64_t size() const { return files ? files->size() : images.defined() ? images.size(0) : 0; }
 };
 
 }  // namespace distillery

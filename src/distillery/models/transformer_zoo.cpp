@@ -74,9 +74,14 @@ constexpr std::array<int64_t, 4> kSegSr{{4, 2, 1, 1}};
 // to 7x7 keys.
 constexpr std::array<int64_t, 4> kClsSr{{2, 1, 1, 1}};
 
+// The reference sr ratios, for real photographs (512+ px) and pretrained MiT weights, whose
+// spatial-reduction convs have kernels 8/4/2.
+constexpr std::array<int64_t, 4> kReferenceSr{{8, 4, 2, 1}};
+
 Model segformer(const ModelOptions& o, std::array<int64_t, 4> dims, std::array<int64_t, 4> depths,
-                std::array<int64_t, 4> heads, int64_t decode_dim) {
-  auto encoder = mit_options(o, dims, depths, heads, kSegSr, 4);
+                std::array<int64_t, 4> heads, int64_t decode_dim,
+                std::array<int64_t, 4> sr_ratios = kSegSr) {
+  auto encoder = mit_options(o, dims, depths, heads, sr_ratios, 4);
   return std::make_shared<SegFormerImpl>(encoder, scaled(decode_dim, width_of(o), 8), o.num_classes);
 }
 
@@ -94,6 +99,23 @@ void register_transformer_models(std::vector<ZooEntry>& zoo) {
                  "MLP head width 64, logits at stride 4",
                  Task::Segmentation, [](const ModelOptions& o) {
                    return segformer(o, {{32, 64, 160, 256}}, {{2, 2, 3, 2}}, {{1, 2, 5, 8}}, 64);
+                 }});
+  // The published MiT sizes, so that SegFormer / timm-style ImageNet weights load unchanged.
+  zoo.push_back({"segformer_mit_b0",
+                 "SegFormer-B0 as published (MiT-b0: dims 32/64/160/256, depths 2/2/2/2, sr "
+                 "8/4/2/1, head 256): for real datasets and pretrained MiT weights",
+                 Task::Segmentation, [](const ModelOptions& o) {
+                   return segformer(o, {{32, 64, 160, 256}}, {{2, 2, 2, 2}}, {{1, 2, 5, 8}}, 256, kReferenceSr);
+                 }});
+  zoo.push_back({"segformer_mit_b1",
+                 "SegFormer-B1 as published (MiT-b1: dims 64/128/320/512, depths 2/2/2/2, head 256)",
+                 Task::Segmentation, [](const ModelOptions& o) {
+                   return segformer(o, {{64, 128, 320, 512}}, {{2, 2, 2, 2}}, {{1, 2, 5, 8}}, 256, kReferenceSr);
+                 }});
+  zoo.push_back({"segformer_mit_b2",
+                 "SegFormer-B2 as published (MiT-b2: dims 64/128/320/512, depths 3/4/6/3, head 768)",
+                 Task::Segmentation, [](const ModelOptions& o) {
+                   return segformer(o, {{64, 128, 320, 512}}, {{3, 4, 6, 3}}, {{1, 2, 5, 8}}, 768, kReferenceSr);
                  }});
   zoo.push_back({"vit_tiny_seg",
                  "ViT student, patch 8 (8x8 tokens at 64 px) + class token, dim 64, depth 8, "

@@ -1,6 +1,10 @@
 // Builds the train and validation splits a recipe's `data:` block names.
 #pragma once
 #include <memory>
+#include <string>
+#include <vector>
+
+#include "distillery/data/palette.h"
 
 #include "distillery/data/loader.h"
 #include "distillery/data/tensor_dataset.h"
@@ -14,6 +18,10 @@ struct DataSplits {
 };
 
 DataSplits load_data_splits(const DataSpec& spec);
+
+// Class names and the 256-entry label palette of a recipe's data, without listing its files.
+std::vector<std::string> class_names_for(const DataSpec& spec);
+std::vector<Rgb> palette_for(const DataSpec& spec);
 
 // The training batch stream of a recipe (batch size, augmentation, seed, prefetch): the trainer
 // and the teacher-cache builder must see the very same batches.

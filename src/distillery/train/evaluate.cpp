@@ -4,6 +4,7 @@
 
 #include "distillery/core/progress.h"
 #include "distillery/data/loader.h"
+#include "distillery/train/inference.h"
 #include "distillery/train/task_loss.h"
 
 namespace distillery {
@@ -14,9 +15,23 @@ EvalResult evaluate(ModelImpl& model, const TensorDataset& data, int64_t batch_s
   bool was_training = model.is_training();
   model.eval();
   ConfusionMatrix confusion(data.num_classes);
-  int64_t batches = (data.size() + batch_size - 1) / batch_size;
+  if (data.files) {
+    // Photographs differ in size: one at a time, at the labels' full resolution.
+    const FileDataset& files = *data.files;
+    std::unique_ptr<ProgressBar> bar;
+    if (show_progress) bar = std::make_unique<ProgressBar>("eval", files.size());
+    for (int64_t i = 0; i < files.size(); ++i) {
+      auto [image, labels] = files.load(i);
+      torch::Tensor predicted =
+          predict_label_map(model, image, files.resize, files.inference, labels.size(0), labels.size(1));
+      confusion.update(predicted.unsqueeze(0), labels.to(torch::kLong).unsqueeze(0));
+      if (bar) bar->update(i + 1);
+    }
+    if (bar) bar->finish();
+  }
+  int64_t batches = data.files ? 0 : (data.size() + batch_size - 1) / batch_size;
   std::unique_ptr<ProgressBar> bar;
-  if (show_progress) bar = std::make_unique<ProgressBar>("eval", batches);
+  if (show_progress && batches > 0) bar = std::make_unique<ProgressBar>("eval", batches);
   for (int64_t b = 0; b < batches; ++b) {
     int64_t start = b * batch_size;
     Batch batch = make_eval_batch(data, start, std::min(batch_size, data.size() - start));

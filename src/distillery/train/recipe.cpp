@@ -2,20 +2,59 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <filesystem>
 
+#include "distillery/data/folder_dataset.h"
 #include "distillery/models/zoo.h"
 
 namespace distillery {
 namespace {
 
+// The keys of on-disk datasets; split defaults follow each layout's own names.
+void parse_on_disk_data(const ConfigSection& s, DataSpec& data) {
+  data.root = s.require<std::string>("root");
+  s.check(std::filesystem::is_directory(data.root), "root",
+          fmt::format("directory '{}' does not exist", data.root));
+  const bool ade = data.benchmark == "ade20k";
+  data.train_split = s.get<std::string>("train_split", ade ? "training" : "train");
+  data.val_split = s.get<std::string>("val_split", ade ? "validation" : "val");
+  if (data.benchmark == "voc") data.label_dir = s.get<std::string>("label_dir", data.label_dir);
+  data.crop_size = s.get<int64_t>("crop_size", data.crop_size);
+  s.check(data.crop_size >= 16 && data.crop_size <= 4096, "crop_size", "must be in [16, 4096]");
+  data.resize = s.get<double>("resize", data.resize);
+  s.check(data.resize > 0 && data.resize <= 4, "resize", "must be in (0, 4]");
+  ConfigSection eval = s.section("eval");
+  data.inference.mode = eval.get_choice("mode", "whole", {"whole", "slide"});
+  data.inference.crop = eval.get<int64_t>("crop", data.crop_size);
+  eval.check(data.inference.crop >= 16, "crop", "must be >= 16");
+  data.inference.stride = eval.get<int64_t>("stride", std::max<int64_t>(1, data.inference.crop * 2 / 3));
+  eval.check(data.inference.stride >= 1 && data.inference.stride <= data.inference.crop, "stride",
+             "must be in [1, eval.crop]");
+  if (data.benchmark == "cityscapes") data.num_classes = 19;
+  if (data.benchmark == "voc") data.num_classes = 21;
+  if (data.benchmark == "ade20k") data.num_classes = 150;
+  if (data.benchmark == "folder") {
+    try {
+      data.num_classes = static_cast<int64_t>(read_folder_classes(data.root + "/classes.txt").names.size());
+    } catch (const DataError& e) {
+      throw ConfigError(fmt::format("config key '{}': {}", s.key_path("root"), e.what()));
+    }
+  }
+}
+
 DataSpec parse_data(const ConfigSection& s) {
   DataSpec data;
-  data.benchmark = s.get_choice("benchmark", data.benchmark, {"fashion-seg", "fashion-mnist"});
-  data.mnist_dir = s.get<std::string>("mnist_dir", data.mnist_dir);
-  if (data.benchmark == "fashion-seg") {
-    data.fashion_seg = FashionSegOptions::from_config(s.section("fashion_seg"));
-    data.fashion_seg.mnist_dir = data.mnist_dir;
+  data.benchmark = s.get_choice("benchmark", data.benchmark,
+                                {"fashion-seg", "fashion-mnist", "cityscapes", "voc", "ade20k", "folder"});
+  if (data.on_disk()) {
+    parse_on_disk_data(s, data);
+  } else {
+    data.mnist_dir = s.get<std::string>("mnist_dir", data.mnist_dir);
+    if (data.benchmark == "fashion-seg") {
+      data.fashion_seg = FashionSegOptions::from_config(s.section("fashion_seg"));
+      data.fashion_seg.mnist_dir = data.mnist_dir;
+    }
   }
   data.augment = AugmentOptions::from_config(s.section("augment"));
   return data;
@@ -90,9 +129,12 @@ ModelSpec parse_model_spec(const ConfigSection& s, const DataSpec& data) {
                                   entry.task == Task::Classification ? "classification" : "segmentation",
                                   data.benchmark));
   ModelOptions& o = spec.options;
-  o.num_classes = classification ? 10 : 11;
-  o.in_channels = 1;
-  o.input_size = classification ? 28 : data.fashion_seg.canvas;
+  o.num_classes = classification ? 10 : data.num_classes;
+  o.in_channels = data.on_disk() ? 3 : 1;
+  o.input_size = classification ? 28 : data.on_disk() ? data.crop_size : data.fashion_seg.canvas;
+  spec.pretrained = s.get<std::string>("pretrained", "");
+  s.check(spec.pretrained.empty() || std::filesystem::is_regular_file(spec.pretrained), "pretrained",
+          fmt::format("file '{}' does not exist", spec.pretrained));
   o.aux_head = s.get("aux_head", o.aux_head);
   o.width = s.get("width", o.width);
   s.check(o.width >= 0, "width", "must be >= 0 (0: the preset's width)");
@@ -129,13 +171,19 @@ Recipe Recipe::parse(Config config) {
     // A cached teacher needs only the cache; model and checkpoint may stay in the recipe (the
     // model name is then checked against the cache) so that switching is one --set.
     if (t.has("model") || !cached) r.teacher.model = parse_model_spec(t.section("model"), r.data);
-    r.teacher.checkpoint = cached ? t.get<std::string>("checkpoint", "") : t.require<std::string>("checkpoint");
+    const bool pretrained = !cached && !r.teacher.model.pretrained.empty();
+    r.teacher.checkpoint = t.get<std::string>("checkpoint", "");
     r.teacher.recipe = t.get<std::string>("recipe", "");
     r.teacher.cache_path = cached ? t.require<std::string>("path") : t.get<std::string>("path", "");
     if (cached && !std::filesystem::exists(r.teacher.cache_path))
       throw ConfigError(fmt::format("config key 'teacher.path': teacher cache '{}' does not exist "
                                     "(build it with `distill cache-teacher`)", r.teacher.cache_path));
-    bool present = cached || std::filesystem::exists(r.teacher.checkpoint);
+    if (pretrained && (!r.teacher.checkpoint.empty() || !r.teacher.recipe.empty()))
+      throw ConfigError("config key 'teacher.model.pretrained': a teacher comes either from "
+                        "model.pretrained or from checkpoint (+ recipe), not both");
+    if (!cached && !pretrained && r.teacher.checkpoint.empty())
+      throw ConfigError("config key 'teacher.checkpoint': required (or give teacher.model.pretrained)");
+    bool present = cached || pretrained || std::filesystem::exists(r.teacher.checkpoint);
     if (!present && r.teacher.recipe.empty())
       throw ConfigError(fmt::format(
           "config key 'teacher.checkpoint': file '{}' does not exist (and no teacher.recipe to train it)",

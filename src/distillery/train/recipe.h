@@ -10,21 +10,33 @@
 #include "distillery/core/config.h"
 #include "distillery/data/augment.h"
 #include "distillery/data/fashion_seg.h"
+#include "distillery/data/file_dataset.h"
 #include "distillery/models/model.h"
 
 namespace distillery {
 
 struct DataSpec {
-  std::string benchmark = "fashion-seg";  // fashion-seg | fashion-mnist
+  // fashion-seg | fashion-mnist (embedded) | cityscapes | voc | ade20k | folder (on disk)
+  std::string benchmark = "fashion-seg";
   FashionSegOptions fashion_seg;          // used by fashion-seg
   std::string mnist_dir = "/usr/share/datasets/fashion-mnist";
   AugmentOptions augment;
+  // On-disk datasets (see docs/datasets.md): root directory, split names, VOC label directory,
+  // training crop, base rescale factor, full-resolution inference, and the class count (fixed
+  // per benchmark; for folder, the lines of classes.txt).
+  std::string root, train_split, val_split, label_dir = "SegmentationClass";
+  int64_t crop_size = 512;
+  double resize = 1.0;
+  InferenceOptions inference;
+  int64_t num_classes = 11;
+  bool on_disk() const { return benchmark != "fashion-seg" && benchmark != "fashion-mnist"; }
   Task task() const { return benchmark == "fashion-mnist" ? Task::Classification : Task::Segmentation; }
 };
 
 struct ModelSpec {
   std::string name;
   ModelOptions options;
+  std::string pretrained;  // optional safetensors file the model starts from (train/pretrained.h)
 };
 
 struct OptimizerOptions {
@@ -58,7 +70,8 @@ struct TeacherSpec {
   std::string source = "online";  // online | cache (precomputed outputs, `distill cache-teacher`)
   ModelSpec model;                // optional with a cache (then checked against it)
   std::string cache_path;         // source: cache
-  std::string checkpoint;         // a Distillery checkpoint (latest.ckpt / best.ckpt)
+  std::string checkpoint;         // a Distillery checkpoint (latest.ckpt / best.ckpt); empty when
+                                  // the teacher comes from a cache or from model.pretrained
   std::string recipe;             // trains the teacher into dirname(checkpoint) when it is missing
 };
 

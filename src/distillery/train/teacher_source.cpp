@@ -8,6 +8,7 @@
 #include "distillery/core/error.h"
 #include "distillery/models/zoo.h"
 #include "distillery/train/checkpoint.h"
+#include "distillery/train/pretrained.h"
 #include "distillery/train/teacher_cache.h"
 #include "distillery/train/trainer.h"
 
@@ -32,6 +33,12 @@ std::unique_ptr<TeacherSource> make_teacher_source(const TeacherSpec& spec) {
                                     "the '{}' named by teacher.model", spec.cache_path,
                                     cache->header().teacher_model, spec.model.name));
     return cache;
+  }
+  if (spec.checkpoint.empty()) {  // weights from elsewhere (Recipe::parse requires model.pretrained)
+    Model model = create_model(spec.model.name, spec.model.options);
+    fmt::print("Teacher {} from {}: {}\n", spec.model.name, spec.model.pretrained,
+               load_pretrained(*model, spec.model.pretrained).summary());
+    return std::make_unique<OnlineTeacher>(std::move(model));
   }
   if (!fs::exists(spec.checkpoint)) {
     std::string run_dir = fs::path(spec.checkpoint).parent_path().string();

@@ -16,6 +16,7 @@
 #include "distillery/models/zoo.h"
 #include "distillery/train/checkpoint.h"
 #include "distillery/train/optimizer.h"
+#include "distillery/train/pretrained.h"
 #include "distillery/train/task_loss.h"
 
 namespace distillery {
@@ -28,6 +29,9 @@ Trainer::Trainer(Recipe recipe) : recipe_(std::move(recipe)) {
   if (recipe_.teacher.enabled) teacher_ = make_teacher_source(recipe_.teacher);
   seed_everything(recipe_.seed);
   student_ = create_model(recipe_.student.name, recipe_.student.options);
+  if (!recipe_.student.pretrained.empty())
+    fmt::print("Student {} from {}: {}\n", recipe_.student.name, recipe_.student.pretrained,
+               load_pretrained(*student_, recipe_.student.pretrained).summary());
   data_ = load_data_splits(recipe_.data);
   if (data_.train->num_classes != student_->num_classes())
     throw ConfigError(fmt::format("config key 'model.name': '{}' predicts {} classes but the data has {}",
