@@ -17,6 +17,9 @@ DISTILLERY_DECLARE_DISTILLER(make_skd_distiller);
 DISTILLERY_DECLARE_DISTILLER(make_ofa_distiller);
 DISTILLERY_DECLARE_DISTILLER(make_cirkd_distiller);
 DISTILLERY_DECLARE_DISTILLER(make_heteroakd_distiller);
+DISTILLERY_DECLARE_DISTILLER(make_dkd_distiller);
+DISTILLERY_DECLARE_DISTILLER(make_rkd_distiller);
+DISTILLERY_DECLARE_DISTILLER(make_crd_distiller);
 
 const std::vector<DistillerEntry>& distiller_registry() {
   static const std::vector<DistillerEntry> entries = {
@@ -26,9 +29,12 @@ const std::vector<DistillerEntry>& distiller_registry() {
       {"at", "attention transfer: normalised channel-energy maps of chosen stages", make_at_distiller},
       {"fitnet", "FitNet hints: 1x1 regressor from a student stage to a teacher stage, MSE", make_fitnet_distiller},
       {"skd", "structured KD (pairwise): cosine-similarity matrices of pooled features, MSE", make_skd_distiller},
-      {"ofa", "OFA per pixel: student-stage branches to logits, (p_t + y)^eps - y targets", make_ofa_distiller},
+      {"ofa", "OFA: student-stage branches to logits (per pixel or pooled per image), (p_t + y)^eps - y targets", make_ofa_distiller},
       {"cirkd", "CIRKD: mini-batch and memory-bank pixel/region similarity distributions, plus pixel KD", make_cirkd_distiller},
       {"heteroakd", "HeteroAKD: aligned logits space, teacher-student knowledge mixing (KMM) and evaluation (KEM)", make_heteroakd_distiller},
+      {"dkd", "DKD: decoupled KD, target-class (TCKD) and non-target-class (NCKD) KL with warm-up", make_dkd_distiller},
+      {"rkd", "RKD: pairwise distances and triplet angles of the pooled embeddings", make_rkd_distiller},
+      {"crd", "CRD: contrastive embeddings against per-sample memory banks (NCE)", make_crd_distiller},
   };
   return entries;
 }

@@ -4,6 +4,8 @@
 
 #include <cmath>
 
+#include "distillery/train/dot.h"
+
 namespace distillery {
 
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const OptimizerOptions& o,
@@ -30,6 +32,7 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const OptimizerOptions& 
   std::vector<torch::optim::OptimizerParamGroup> groups;
   groups.emplace_back(decay, make(o.weight_decay));
   groups.emplace_back(no_decay, make(0.0));
+  if (o.type == "dot") return std::make_unique<DotOptimizer>(groups, o.delta);
   return std::make_unique<torch::optim::SGD>(groups, torch::optim::SGDOptions(o.lr));
 }
 

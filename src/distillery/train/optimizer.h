@@ -9,7 +9,16 @@
 
 namespace distillery {
 
-// SGD with momentum or AdamW; weight decay only on tensors with more than one dimension.
+// An optimizer that needs the task loss and the distillation loss apart (DOT): the trainer
+// hands it both sums instead of calling backward() and step().
+class SplitLossOptimizer {
+ public:
+  virtual ~SplitLossOptimizer() = default;
+  // Either loss may be undefined (no distillers); back-propagates and updates.
+  virtual void backward_and_step(const torch::Tensor& task_loss, const torch::Tensor& distill_loss) = 0;
+};
+
+// SGD with momentum, AdamW or DOT; weight decay only on tensors with more than one dimension.
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const OptimizerOptions& options,
                                                         const std::vector<torch::Tensor>& params);
 

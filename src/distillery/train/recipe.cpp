@@ -63,7 +63,7 @@ DataSpec parse_data(const ConfigSection& s) {
 
 OptimizerOptions parse_optimizer(const ConfigSection& s) {
   OptimizerOptions o;
-  o.type = s.get_choice("type", o.type, {"sgd", "adamw"});
+  o.type = s.get_choice("type", o.type, {"sgd", "adamw", "dot"});
   if (o.type == "adamw") o.lr = 6e-4, o.weight_decay = 0.01;
   o.lr = s.get("lr", o.lr);
   s.check(std::isfinite(o.lr) && o.lr > 0, "lr", "must be a finite number > 0");
@@ -84,6 +84,13 @@ OptimizerOptions parse_optimizer(const ConfigSection& s) {
   s.check(std::isfinite(o.poly_power) && o.poly_power >= 0, "poly_power", "must be a finite number >= 0");
   o.grad_clip = s.get("grad_clip", o.grad_clip);
   s.check(std::isfinite(o.grad_clip) && o.grad_clip >= 0, "grad_clip", "must be a finite number >= 0 (0 disables)");
+  if (o.type == "dot") {
+    o.delta = s.get("delta", o.delta);
+    s.check(o.delta >= 0, "delta", "must be >= 0");
+    s.check(o.momentum - o.delta >= 0 && o.momentum + o.delta < 1, "delta",
+            "needs 0 <= momentum - delta and momentum + delta < 1");
+    s.check(o.grad_clip == 0, "grad_clip", "is not supported with type dot (two gradients per step)");
+  }
   return o;
 }
 

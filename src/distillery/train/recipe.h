@@ -41,7 +41,7 @@ struct ModelSpec {
 };
 
 struct OptimizerOptions {
-  std::string type = "sgd";  // sgd | adamw
+  std::string type = "sgd";  // sgd | adamw | dot
   double lr = 0.01;
   double momentum = 0.9;
   double weight_decay = 1e-4;  // applied to weights with >1 dimension (not norms or biases)
@@ -50,6 +50,7 @@ struct OptimizerOptions {
   double warmup_start_factor = 0.1;
   double poly_power = 0.9;     // lr * (1 - step/steps)^power after warm-up
   double grad_clip = 0.0;      // max global gradient norm; 0 disables
+  double delta = 0.075;        // DOT: task momentum - delta, distillation momentum + delta
 };
 
 struct TrainOptions {

@@ -175,12 +175,17 @@ TrainResult Trainer::run(bool resume, int64_t stop_after) {
     terms.add("ce", task_loss(out.logits, batch.targets, task));
     if (out.aux_logits.defined() && opt.aux_weight > 0)
       terms.add("aux", opt.aux_weight * task_loss(out.aux_logits, batch.targets, task));
+    // Split-loss optimizers (DOT) back-propagate the task and the distillation terms apart.
+    const torch::Tensor task_total = terms.total();
+    torch::Tensor distill_total;
     if (distillers_) {
       ModelOutput teacher_out;
       if (distillers_->needs_teacher()) teacher_out = teacher_->outputs(batch);
       StepInfo info{step, opt.steps, stream.steps_per_epoch()};
-      for (auto& [name, value] : distillers_->forward(out, teacher_out, batch, info).terms)
+      for (auto& [name, value] : distillers_->forward(out, teacher_out, batch, info).terms) {
         terms.add(name, value);
+        distill_total = distill_total.defined() ? distill_total + value : value;
+      }
     }
 
     std::map<std::string, double> values;
@@ -198,10 +203,16 @@ TrainResult Trainer::run(bool resume, int64_t stop_after) {
       continue;
     }
     torch::Tensor total = terms.total();
-    total.backward();
-    if (parallel_) parallel_->average_gradients(clip_params);
-    if (opt.optimizer.grad_clip > 0) torch::nn::utils::clip_grad_norm_(clip_params, opt.optimizer.grad_clip);
-    optimizer_->step();
+    if (auto* split = dynamic_cast<SplitLossOptimizer*>(optimizer_.get())) {
+      if (parallel_)
+        throw ConfigError("config key 'train.optimizer.type': dot is not supported with several processes yet");
+      split->backward_and_step(task_total, distill_total);
+    } else {
+      total.backward();
+      if (parallel_) parallel_->average_gradients(clip_params);
+      if (opt.optimizer.grad_clip > 0) torch::nn::utils::clip_grad_norm_(clip_params, opt.optimizer.grad_clip);
+      optimizer_->step();
+    }
 
     train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
     images += opt.batch_size;  // the global batch, over all ranks

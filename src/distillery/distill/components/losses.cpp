@@ -50,6 +50,17 @@ torch::Tensor as_pixel_map(const torch::Tensor& logits) {
   return logits;
 }
 
+torch::Tensor as_pixel_labels(const torch::Tensor& targets) {
+  if (targets.dim() == 1) return targets.reshape({targets.size(0), 1, 1});
+  TORCH_CHECK(targets.dim() == 3, "expected targets [B] or [B, H, W], got ", targets.sizes());
+  return targets;
+}
+
+torch::Tensor global_pool(const torch::Tensor& features) {
+  TORCH_CHECK(features.dim() == 4, "global_pool expects an NCHW map, got ", features.sizes());
+  return features.mean({2, 3}, /*keepdim=*/true);
+}
+
 torch::Tensor batch_valid_mask(const torch::Tensor& targets, torch::IntArrayRef size) {
   if (!targets.defined() || targets.dim() != 3) return {};
   return valid_pixel_mask(targets, size);

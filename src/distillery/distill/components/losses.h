@@ -21,6 +21,13 @@ torch::Tensor valid_pixel_mask(const torch::Tensor& targets, torch::IntArrayRef 
 // Logits as an NCHW map: classification [B, C] becomes [B, C, 1, 1]; NCHW is returned as is.
 torch::Tensor as_pixel_map(const torch::Tensor& logits);
 
+// Targets as per-pixel labels: classification [B] becomes [B, 1, 1] (matching as_pixel_map's
+// logits); [B, H, W] is returned as is.
+torch::Tensor as_pixel_labels(const torch::Tensor& targets);
+
+// Global average pooling of an NCHW map to [B, C, 1, 1].
+torch::Tensor global_pool(const torch::Tensor& features);
+
 // valid_pixel_mask for segmentation targets [B, H, W]; undefined (every pixel counts) when the
 // targets are undefined or not per pixel (classification).
 torch::Tensor batch_valid_mask(const torch::Tensor& targets, torch::IntArrayRef size);

@@ -174,8 +174,22 @@ LossTerms HeteroAKDImpl::forward(const ModelOutput& student, const ModelOutput& 
   return compute(student, teacher, batch.targets, nullptr);
 }
 
+torch::Tensor heteroakd_batch_as_map(const torch::Tensor& logits) {
+  TORCH_CHECK(logits.dim() == 2, "heteroakd_batch_as_map expects [B, C], got ", logits.sizes());
+  return logits.t().unsqueeze(0).unsqueeze(-1);
+}
+
 LossTerms HeteroAKDImpl::compute(const ModelOutput& student, const ModelOutput& teacher,
-                                 const torch::Tensor& targets, std::vector<KnowledgeMix>* mixes) {
+                                 const torch::Tensor& targets_in, std::vector<KnowledgeMix>* mixes) {
+  // Classification: stage maps are pooled before their projector, and the image-level logits
+  // [B, C] of a batch become one [1, C, B, 1] map with labels [1, B, 1], so the per-pixel CE,
+  // KMM, KEM (over the batch's images) and mix loss below apply unchanged.
+  const bool per_image = targets_in.dim() == 1;
+  const auto targets = per_image ? targets_in.reshape({1, -1, 1}) : targets_in;
+  auto project = [&](torch::nn::Sequential& projector, const torch::Tensor& features) {
+    if (!per_image) return projector->forward(features);
+    return heteroakd_batch_as_map(projector->forward(global_pool(features)).flatten(1));
+  };
   const auto& o = options_;
   const bool reuse = mixes != nullptr && !mixes->empty();
   if (reuse && mixes->size() != o.student_stages.size())
@@ -194,8 +208,8 @@ LossTerms HeteroAKDImpl::compute(const ModelOutput& student, const ModelOutput& 
     const auto& f_s = student.features[o.student_stages[k]];
     // The teacher is frozen: only its projectors learn, never the network behind them.
     auto f_t = teacher.features[o.teacher_stages[k]].detach();
-    auto z_s = student_projectors_[k]->forward(f_s);
-    auto z_t = teacher_projectors_[k]->forward(f_t);
+    auto z_s = project(student_projectors_[k], f_s);
+    auto z_t = project(teacher_projectors_[k], f_t);
 
     auto labels_s = resize_labels(targets, {z_s.size(2), z_s.size(3)});
     auto labels_t = resize_labels(targets, {z_t.size(2), z_t.size(3)});
@@ -222,17 +236,16 @@ LossTerms HeteroAKDImpl::compute(const ModelOutput& student, const ModelOutput& 
   if (o.lambda_kd > 0) {
     if (!student.logits.defined() || !teacher.logits.defined())
       throw Error("heteroakd: lambda_kd > 0 needs the student's and the teacher's logits");
-    const auto& s_logits = student.logits;
+    const auto s_logits = as_pixel_map(student.logits);
     auto size = std::vector<int64_t>{s_logits.size(2), s_logits.size(3)};
-    auto t_logits = resize_to(teacher.logits.detach(), size);
+    auto t_logits = resize_to(as_pixel_map(teacher.logits.detach()), size);
     terms.add("heteroakd.kd", o.lambda_kd * pixel_kl(s_logits, t_logits, o.kd_temperature,
-                                                     valid_pixel_mask(targets, size)));
+                                                     batch_valid_mask(targets_in, size)));
   }
   return terms;
 }
 
 Distiller make_heteroakd_distiller(const DistillerContext& context, const ConfigSection& params) {
-  params.check(context.task == Task::Segmentation, "name", "heteroakd needs a segmentation task");
   return std::make_shared<HeteroAKDImpl>(context, HeteroAKDOptions::from_config(params, context));
 }
 

@@ -1,6 +1,8 @@
 // HeteroAKD (Huang et al., AAAI 2025; METHODS.md): distillation between heterogeneous
 // architectures in an aligned logits space, with knowledge mixing (KMM) and knowledge
 // evaluation (KEM). The free functions expose the per-stage math so tests can check it.
+// Segmentation works per pixel; classification runs the same math on image-level logits
+// (pooled stage features -> projector -> [B, C], the batch arranged as one map).
 #pragma once
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/types.h>
@@ -57,6 +59,10 @@ KnowledgeMix heteroakd_mix(const torch::Tensor& z_s, const torch::Tensor& z_t,
 // p = softmax(z / T); the gradient reaches z_s only.
 torch::Tensor heteroakd_mix_loss(const torch::Tensor& z_s, const KnowledgeMix& mix,
                                  const HeteroAKDOptions& options);
+
+// Image-level logits [B, C] as one map [1, C, B, 1]: the batch's images become the pixels of a
+// single image, so KEM's per-image softmax over pixels weights the images of the batch.
+torch::Tensor heteroakd_batch_as_map(const torch::Tensor& logits);
 
 class HeteroAKDImpl : public DistillerImpl {
  public:

@@ -1,7 +1,10 @@
-// OFA, per pixel: branches project chosen intermediate student stages to class logits; each
-// branch and the final logits learn from the target -sum_c ((p_t + y)^eps - y) log p_s per
-// valid pixel (y the one-hot label; eps = 1 gives plain KD), with the teacher's logits and
-// the labels resized to each branch's resolution. The terms are summed.
+// OFA (Hao et al., NeurIPS 2023): branches project chosen intermediate student stages to class
+// logits; each branch and the final logits learn from the target -sum_c ((p_t + y)^eps - y)
+// log p_s (y the one-hot label; eps = 1 gives plain KD). Segmentation: per valid pixel, with
+// the teacher's logits and the labels resized to each branch's resolution. Classification:
+// per image, each branch's map globally average-pooled to logits (OFA's branch ends in
+// pooling + a linear classifier; the 1x1 conv before the pooling is that linear map).
+// The terms are summed.
 #include <torch/torch.h>
 
 #include <fmt/format.h>
@@ -25,8 +28,6 @@ class OfaImpl : public DistillerImpl {
  public:
   OfaImpl(const DistillerContext& context, const ConfigSection& params)
       : eps_(params.get<double>("eps", 1.0)), temperature_(params.get<double>("temperature", 1.0)) {
-    params.check(context.task == Task::Segmentation, "name",
-                 "ofa is the per-pixel variant and needs a segmentation task");
     params.check(eps_ > 0, "eps", "must be positive (OFA uses 1 to 1.5)");
     params.check(temperature_ > 0, "temperature", "must be positive");
     const auto num_stages = static_cast<int64_t>(context.student_stages.size());
@@ -42,11 +43,15 @@ class OfaImpl : public DistillerImpl {
 
   LossTerms forward(const ModelOutput& student, const ModelOutput& teacher, const Batch& batch,
                     const StepInfo&) override {
-    auto teacher_logits = teacher.logits.detach();
-    auto loss = ofa_term(student.logits, teacher_logits, batch.targets);
+    // Classification logits and labels become 1x1 maps, so one per-pixel formula serves both.
+    const bool per_image = student.logits.dim() == 2;
+    auto teacher_logits = as_pixel_map(teacher.logits.detach());
+    auto targets = as_pixel_labels(batch.targets);
+    auto loss = ofa_term(as_pixel_map(student.logits), teacher_logits, targets);
     for (size_t i = 0; i < branches_.size(); ++i) {
       auto branch_logits = branches_[i]->forward(FeatureTap::features(stages_[i]).read(student));
-      loss = loss + ofa_term(branch_logits, teacher_logits, batch.targets);
+      if (per_image) branch_logits = global_pool(branch_logits);
+      loss = loss + ofa_term(branch_logits, teacher_logits, targets);
     }
     LossTerms out;
     out.add("ofa", loss);
