@@ -56,12 +56,7 @@ TensorDataset open_ade20k(const std::string& root, const std::string& split) {
   files->label_map = ade20k_label_map();
   files->palette = dataset_palette({});
 
-  TensorDataset dataset;
-  dataset.num_classes = 150;
-  dataset.class_names = ade20k_class_names();
-  dataset.task = Task::Segmentation;
-  dataset.files = std::move(files);
-  return dataset;
+  return TensorDataset::on_disk(std::move(files), 150, ade20k_class_names());
 }
 
 }  // namespace distillery

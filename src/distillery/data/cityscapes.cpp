@@ -77,12 +77,7 @@ TensorDataset open_cityscapes(const std::string& root, const std::string& split)
   files->label_map = cityscapes_label_map();
   files->palette = dataset_palette(cityscapes_colours());
 
-  TensorDataset dataset;
-  dataset.num_classes = static_cast<int64_t>(std::size(kClasses));
-  dataset.class_names = cityscapes_class_names();
-  dataset.task = Task::Segmentation;
-  dataset.files = std::move(files);
-  return dataset;
+  return TensorDataset::on_disk(std::move(files), static_cast<int64_t>(std::size(kClasses)), cityscapes_class_names());
 }
 
 }  // namespace distillery

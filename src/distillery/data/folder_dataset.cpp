@@ -76,12 +76,7 @@ TensorDataset open_folder_dataset(const std::string& root, const std::string& sp
   files->label_map = identity_label_map(count);
   files->palette = dataset_palette(classes.colours);
 
-  TensorDataset dataset;
-  dataset.num_classes = count;
-  dataset.class_names = classes.names;
-  dataset.task = Task::Segmentation;
-  dataset.files = std::move(files);
-  return dataset;
+  return TensorDataset::on_disk(std::move(files), count, classes.names);
 }
 
 }  // namespace distillery

@@ -79,12 +79,7 @@ TensorDataset open_pascal_voc(const std::string& root, const std::string& split,
   colours.resize(21);
   files->palette = dataset_palette(colours);
 
-  TensorDataset dataset;
-  dataset.num_classes = 21;
-  dataset.class_names = voc_class_names();
-  dataset.task = Task::Segmentation;
-  dataset.files = std::move(files);
-  return dataset;
+  return TensorDataset::on_disk(std::move(files), 21, voc_class_names());
 }
 
 }  // namespace distillery

@@ -24,6 +24,17 @@ struct TensorDataset {
   std::shared_ptr<const FileDataset> files;  // set for on-disk datasets
 
   int64_t size() const { return files ? files->size() : images.defined() ? images.size(0) : 0; }
+
+  // A segmentation dataset read from disk per batch (the real-dataset readers end here).
+  static TensorDataset on_disk(std::shared_ptr<const FileDataset> files, int64_t num_classes,
+                               std::vector<std::string> class_names) {
+    TensorDataset dataset;
+    dataset.num_classes = num_classes;
+    dataset.class_names = std::move(class_names);
+    dataset.task = Task::Segmentation;
+    dataset.files = std::move(files);
+    return dataset;
+  }
 };
 
 }  // namespace distillery
