@@ -20,7 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DISTILL = os.path.join(ROOT, "build", "distill")
 
 TEACHERS = {
-    "deeplabv3_resnet18": "configs/demo/teacher.yaml",
+    "deeplabv3_resnet18": "configs/seg/deeplabv3_resnet18.yaml",
     "segformer_b2": "configs/seg/segformer_b2.yaml",
 }
 # Stage indices at strides 8-16 (64x64 inputs leave the last MiT stage at 2x2).
@@ -78,15 +78,20 @@ def run(cmd):
     subprocess.run(cmd, check=True, cwd=ROOT)
 
 
-def ensure_teacher(teacher):
+def ensure_teacher(teacher, threads):
     ckpt = teacher_checkpoint(teacher)
-    demo = os.path.join(ROOT, "runs", "demo", "teacher", "latest.ckpt")
-    if teacher == "deeplabv3_resnet18" and os.path.exists(demo) and not os.path.exists(ckpt):
-        ckpt = demo  # the demo's teacher is the same recipe: reuse it
     if not finished(os.path.dirname(ckpt)):
-        run([DISTILL, "train", os.path.join(ROOT, TEACHERS[teacher]), "--set",
-             "output.dir=" + os.path.dirname(ckpt)])
+        run([DISTILL] + threads + ["train", os.path.join(ROOT, TEACHERS[teacher]), "--set",
+                                   "output.dir=" + os.path.dirname(ckpt)])
     return ckpt
+
+
+def run_dir_for(pair, student, method, seed, cached):
+    """The student alone does not depend on the teacher: one run per student and seed, shared by
+    every pair with that student."""
+    if method == "student":
+        return os.path.join(ROOT, "runs", "kd", "students", f"{student}_s{seed}")
+    return os.path.join(ROOT, "runs", "kd", pair, f"{method}_cached_s{seed}" if cached else f"{method}_s{seed}")
 
 
 def finished(run_dir):
@@ -124,10 +129,12 @@ def write_recipe(path, teacher, student, method, seed, steps, ckpt, run_dir, cac
         f.write("\n".join(lines) + "\n")
 
 
-def ensure_cache(pair, teacher, student, seed, steps, ckpt, threads):
-    """One cache of every teacher output per pair, seed and schedule, shared by all methods."""
-    path = os.path.join(ROOT, "runs", "kd", pair, f"teacher_s{seed}_{steps}.cache")
+def ensure_cache(teacher, student, seed, steps, ckpt, threads):
+    """One cache of every teacher output per teacher, seed and schedule, shared by all methods
+    and pairs (the batches depend only on the seed and the schedule)."""
+    path = os.path.join(ROOT, "runs", "kd", "caches", f"{teacher}_s{seed}_{steps}.cache")
     if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         recipe = path + ".yaml"
         write_recipe(recipe, teacher, student, "kd", seed, steps, ckpt, os.path.dirname(path))
         run([DISTILL] + threads + ["cache-teacher", recipe, "--all", "--out", path])
@@ -150,18 +157,17 @@ def main():
 
     for pair in args.pairs:
         teacher, student = PAIRS[pair]
-        ckpt = ensure_teacher(teacher)
+        ckpt = ensure_teacher(teacher, threads)
         teacher_metric = summary(os.path.dirname(ckpt))["final_mIoU"]
         rows = []
         for method in args.methods:
             scores, times = [], []
             for seed in args.seeds:
                 cached = args.cache and method != "student"
-                name = f"{method}_cached_s{seed}" if cached else f"{method}_s{seed}"
-                run_dir = os.path.join(ROOT, "runs", "kd", pair, name)
+                run_dir = run_dir_for(pair, student, method, seed, cached)
                 os.makedirs(run_dir, exist_ok=True)
                 recipe = os.path.join(run_dir, "recipe.yaml")
-                cache = ensure_cache(pair, teacher, student, seed, args.steps, ckpt, threads) if cached else None
+                cache = ensure_cache(teacher, student, seed, args.steps, ckpt, threads) if cached else None
                 write_recipe(recipe, teacher, student, method, seed, args.steps, ckpt, run_dir, cache)
                 if not finished(run_dir):
                     run([DISTILL] + threads + ["train", recipe])

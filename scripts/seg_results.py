@@ -3,13 +3,12 @@
 docs/results.md: parameters, forward GFLOPs at 64x64, validation mIoU, training speed and time.
 
   python3 scripts/seg_results.py                      # all models
-  python3 scripts/seg_results.py segformer_b0 deeplabv3_resnet18
+  python3 scripts/seg_results.py segformer_b0 deeplabv3_resnet18 --threads 1
 """
-import json
+import argparse
 import os
 import re
 import subprocess
-import sys
 
 from kd_results import summary  # the run summary reader shared by both result scripts
 
@@ -28,7 +27,12 @@ def zoo():
 
 
 def main():
-    names = sys.argv[1:] or sorted(f[:-5] for f in os.listdir(os.path.join(ROOT, "configs", "seg")) if f.endswith(".yaml"))
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("models", nargs="*", help="recipes in configs/seg/ (default: all)")
+    parser.add_argument("--threads", type=int, default=0, help="--threads for distill (0: all cores)")
+    args = parser.parse_args()
+    threads = ["--threads", str(args.threads)] if args.threads else []
+    names = args.models or sorted(f[:-5] for f in os.listdir(os.path.join(ROOT, "configs", "seg")) if f.endswith(".yaml"))
     sizes = zoo()
     rows = []
     for name in names:
@@ -36,7 +40,7 @@ def main():
         run_dir = os.path.join(ROOT, "runs", "seg", name)
         if summary(run_dir) is None:
             print("+ distill train", recipe, flush=True)
-            subprocess.run([DISTILL, "train", recipe, "--set", "output.dir=" + run_dir], check=True, cwd=ROOT)
+            subprocess.run([DISTILL] + threads + ["train", recipe, "--set", "output.dir=" + run_dir], check=True, cwd=ROOT)
         s = summary(run_dir)
         params, gflops = sizes[name]
         rows.append((name, params, gflops, 100 * s["final_mIoU"], s["images_per_second"], s["train_seconds"]))
