@@ -147,6 +147,25 @@ TEST(DeepLabV3, WidthAndOptionsOverrideThePreset) {
   EXPECT_THROW(create_model("deeplabv3_mobilenetv2", options), ConfigError);
 }
 
+// head_dropout replaces the ASPP projection's dropout: with 0 two training-mode forwards of the
+// same batch agree exactly (BatchNorm uses the batch's own statistics both times); with the
+// preset's 0.5 they differ.
+TEST(DeepLabV3, HeadDropoutOverridesThePreset) {
+  torch::manual_seed(0);
+  auto images = torch::randn({4, 1, 64, 64});
+  for (const char* name : {"deeplabv3_resnet18_slim", "deeplabv3_mobilenetv2"}) {
+    ModelOptions options;
+    options.head_dropout = 0;
+    auto plain = create_model(name, options);
+    plain->train();
+    EXPECT_TRUE(torch::equal(plain->forward(images).logits, plain->forward(images).logits)) << name;
+    auto preset = create_model(name, ModelOptions{});
+    preset->train();
+    EXPECT_FALSE(torch::allclose(preset->forward(images).logits, preset->forward(images).logits))
+        << name;
+  }
+}
+
 TEST(DeepLabV3, EveryParameterReceivesGradient) {
   torch::manual_seed(0);
   ModelOptions options;

@@ -343,6 +343,9 @@ std::vector<Case> cases() {
   t.push_back({"batch-too-large", "distill train", "batch_size 64 > 16 training scenes", 2,
                "config key 'train.batch_size': 64 exceeds the 16 training samples",
                [](const std::string& dir) { return train_seg(dir, "--set train.batch_size=64"); }});
+  t.push_back({"head-dropout-one", "distill train", "--set model.head_dropout=1", 2,
+               "config key 'model.head_dropout': must be in [0, 1) (-1: the preset's)",
+               [](const std::string& dir) { return train_seg(dir, "--set model.head_dropout=1"); }});
   t.push_back({"lr-zero", "distill train", "--set train.optimizer.lr=0", 2,
                "config key 'train.optimizer.lr': must be a finite number > 0",
                [](const std::string& dir) { return train_seg(dir, "--set train.optimizer.lr=0"); }});

@@ -76,6 +76,7 @@ Model deeplabv3_resnet(const ModelOptions& options, int64_t depth,
   head.aspp_channels = 4 * resnet_base_width(width);
   head.atrous_rates = aspp_rates_for(options.input_size, kSegmentationOutputStride);
   head.aux_head = options.aux_head;
+  if (options.head_dropout >= 0) head.aspp_dropout = options.head_dropout;
   return std::make_shared<DeepLabV3Impl>(backbone, head);
 }
 
@@ -93,6 +94,7 @@ Model deeplabv3_mobilenetv2(const ModelOptions& options, double preset_width) {
   head.aspp_channels = make_divisible(32 * width);
   head.atrous_rates = aspp_rates_for(options.input_size, kSegmentationOutputStride);
   head.aux_head = options.aux_head;
+  if (options.head_dropout >= 0) head.aspp_dropout = options.head_dropout;
   return std::make_shared<DeepLabV3Impl>(backbone, head);
 }
 

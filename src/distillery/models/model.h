@@ -44,6 +44,7 @@ struct ModelOptions {
   bool aux_head = false;     // FCN auxiliary head where the model supports one
   double width = 0;          // 0: the preset's own width multiplier
   double drop_path = 0.0;    // stochastic depth (Transformers)
+  double head_dropout = -1;  // dropout after the ASPP projection (DeepLabV3); < 0: the preset's
 };
 
 }  // namespace distillery

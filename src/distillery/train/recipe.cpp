@@ -142,6 +142,9 @@ ModelSpec parse_model_spec(const ConfigSection& s, const DataSpec& data) {
   s.check(o.width >= 0, "width", "must be >= 0 (0: the preset's width)");
   o.drop_path = s.get("drop_path", o.drop_path);
   s.check(o.drop_path >= 0 && o.drop_path < 1, "drop_path", "must be in [0, 1)");
+  o.head_dropout = s.get("head_dropout", o.head_dropout);
+  s.check(o.head_dropout < 1 && (o.head_dropout >= 0 || o.head_dropout == -1), "head_dropout",
+          "must be in [0, 1) (-1: the preset's)");
   return spec;
 }
 
