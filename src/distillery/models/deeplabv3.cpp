@@ -66,8 +66,6 @@ DeepLabHeadImpl::DeepLabHeadImpl(int64_t in_channels, int64_t channels, int64_t 
       "classifier", torch::nn::Conv2d(torch::nn::Conv2dOptions(channels, num_classes, 1)));
 }
 
-void DeepLabHeadImpl::init_classifier() { distillery::init_classifier(*classifier_); }
-
 torch::Tensor DeepLabHeadImpl::forward(const torch::Tensor& x) {
   return classifier_(refine_->forward(aspp_(x)));
 }
@@ -78,10 +76,6 @@ FCNHeadImpl::FCNHeadImpl(int64_t in_channels, int64_t num_classes) {
   body_->push_back(torch::nn::Dropout(0.1));
   body_->push_back(torch::nn::Conv2d(torch::nn::Conv2dOptions(hidden, num_classes, 1)));
   register_module("body", body_);
-}
-
-void FCNHeadImpl::init_classifier() {
-  distillery::init_classifier(*body_[body_->size() - 1]->as<torch::nn::Conv2dImpl>());
 }
 
 torch::Tensor FCNHeadImpl::forward(const torch::Tensor& x) { return body_->forward(x); }
@@ -99,11 +93,7 @@ DeepLabV3Impl::DeepLabV3Impl(CnnBackbone backbone, const DeepLabV3Options& optio
     aux_head_ = register_module("aux_head", FCNHead(stages[2].channels, options.num_classes));
   // The backbone initialised itself; the heads get the same scheme.
   init_cnn_weights(*head_);
-  head_->init_classifier();
-  if (options.aux_head) {
-    init_cnn_weights(*aux_head_);
-    aux_head_->init_classifier();
-  }
+  if (options.aux_head) init_cnn_weights(*aux_head_);
 }
 
 ModelOutput DeepLabV3Impl::forward(const torch::Tensor& images) {

@@ -42,7 +42,6 @@ class DeepLabHeadImpl : public torch::nn::Module {
   DeepLabHeadImpl(int64_t in_channels, int64_t channels, int64_t num_classes,
                   const std::vector<int64_t>& rates, double dropout = 0.5);
   torch::Tensor forward(const torch::Tensor& x);
-  void init_classifier();  // the class-score conv: N(0, 0.01), see init.h
 
  private:
   ASPP aspp_{nullptr};
@@ -56,7 +55,6 @@ class FCNHeadImpl : public torch::nn::Module {
  public:
   FCNHeadImpl(int64_t in_channels, int64_t num_classes);
   torch::Tensor forward(const torch::Tensor& x);
-  void init_classifier();  // the class-score conv: N(0, 0.01), see init.h
 
  private:
   torch::nn::Sequential body_{nullptr};

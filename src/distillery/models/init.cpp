@@ -54,12 +54,6 @@ void init_cnn_weights(torch::nn::Module& module) {
   }
 }
 
-void init_classifier(torch::nn::Conv2dImpl& classifier) {
-  torch::NoGradGuard no_grad;
-  torch::nn::init::normal_(classifier.weight, 0.0, 0.01);
-  if (classifier.bias.defined()) torch::nn::init::zeros_(classifier.bias);
-}
-
 void init_transformer_weights(torch::nn::Module& module) {
   torch::NoGradGuard no_grad;
   for (auto& m : module.modules(/*include_self=*/true)) {

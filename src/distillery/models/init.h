@@ -12,12 +12,6 @@ void init_cnn_weights(torch::nn::Module& module);
 // convolutions normal with std sqrt(2 / fan_out) (fan_out = k*k*out/groups), zero bias.
 void init_transformer_weights(torch::nn::Module& module);
 
-// A segmentation head's last 1x1 convolution (the class scores): N(0, 0.01), zero bias, as
-// mmsegmentation's decode heads initialise conv_seg. A fan-out Kaiming init there (std
-// sqrt(2/C) for C classes) starts the logits with a std of ~3 and the cross-entropy at ~5
-// instead of log C, and some seeds never recover from that start.
-void init_classifier(torch::nn::Conv2dImpl& classifier);
-
 // Truncated normal in [-2 std, 2 std], in place (no gradient).
 void trunc_normal_(torch::Tensor tensor, double std);
 

@@ -58,7 +58,6 @@ SegFormerImpl::SegFormerImpl(const MiTOptions& encoder_options, int64_t decode_d
   head = register_module("decode_head", SegFormerHead(channels, decode_dim, num_classes, dropout));
   // Children one by one: modules(include_self) needs a shared_ptr, which *this is not yet.
   for (auto& child : children()) init_transformer_weights(*child);
-  init_classifier(*head->classifier);
 }
 
 ModelOutput SegFormerImpl::forward(const torch::Tensor& images) {

@@ -150,7 +150,6 @@ ViTSegmenterImpl::ViTSegmenterImpl(const ViTOptions& backbone_options, int64_t h
   // not modules, so the module-wise init leaves them alone).
   // Children one by one: modules(include_self) needs a shared_ptr, which *this is not yet.
   for (auto& child : children()) init_transformer_weights(*child);
-  init_classifier(*head->classifier);
 }
 
 ModelOutput ViTSegmenterImpl::forward(const torch::Tensor& images) {
