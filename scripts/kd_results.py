@@ -6,6 +6,9 @@ with `build/distill train` (skipping runs that already finished), and prints a m
 of final mIoU (mean +- std over seeds). Same schedule for every method within a pair.
 
   python3 scripts/kd_results.py --seeds 0 1 2 --steps 1000            # the full grid
+  # docs/results.md's main table:
+  python3 scripts/kd_results.py --student-optimizer adamw --cache --pairs tf2cnn cnn2tf
+      --methods student heteroakd cwd --seeds 0 1 2 --threads 1
   python3 scripts/kd_results.py --pairs cnn2tf --methods student heteroakd --seeds 0
   python3 scripts/kd_results.py --pairs tf2cnn --methods heteroakd --cache   # from a teacher cache
   python3 scripts/kd_results.py --cache --report      # only print what has finished
