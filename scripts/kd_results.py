@@ -72,7 +72,8 @@ def method_block(method, teacher, student):
         "heteroakd_kem_classes": f"{{name: heteroakd, student_stages: {s}, teacher_stages: {t}, kem_axis: classes}}",
         "heteroakd_tau4": f"{{name: heteroakd, student_stages: {s}, teacher_stages: {t}, tau: 4.0}}",
     }
-    return blocks[method]
+    # Several distillers in one recipe, summed: "<method>+<method>".
+    return "\n  - ".join(blocks[m] for m in method.split("+")) if "+" in method else blocks[method]
 
 
 def teacher_checkpoint(teacher):
