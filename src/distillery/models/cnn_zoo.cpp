@@ -49,6 +49,16 @@ int64_t resnet_base_width(double width) {
   return std::max<int64_t>(1, std::lround(64 * width));
 }
 
+DeepLabV3Options deeplab_head_options(const ModelOptions& options, int64_t aspp_channels) {
+  DeepLabV3Options head;
+  head.num_classes = options.num_classes;
+  head.aspp_channels = aspp_channels;
+  head.atrous_rates = aspp_rates_for(options.input_size, kSegmentationOutputStride);
+  head.aux_head = options.aux_head;
+  if (options.head_dropout >= 0) head.aspp_dropout = options.head_dropout;
+  return head;
+}
+
 ResNetOptions resnet_options(int64_t depth, const std::vector<int64_t>& layers, double width,
                              const ModelOptions& options, bool classification) {
   ResNetOptions resnet = ResNetOptions::for_depth(depth);
@@ -71,13 +81,8 @@ Model deeplabv3_resnet(const ModelOptions& options, int64_t depth,
   const double width = width_or(options, preset_width);
   auto backbone =
       std::make_shared<ResNetImpl>(resnet_options(depth, layers, width, options, false));
-  DeepLabV3Options head;
-  head.num_classes = options.num_classes;
-  head.aspp_channels = 4 * resnet_base_width(width);
-  head.atrous_rates = aspp_rates_for(options.input_size, kSegmentationOutputStride);
-  head.aux_head = options.aux_head;
-  if (options.head_dropout >= 0) head.aspp_dropout = options.head_dropout;
-  return std::make_shared<DeepLabV3Impl>(backbone, head);
+  return std::make_shared<DeepLabV3Impl>(
+      backbone, deeplab_head_options(options, 4 * resnet_base_width(width)));
 }
 
 Model deeplabv3_mobilenetv2(const ModelOptions& options, double preset_width) {
@@ -89,13 +94,8 @@ Model deeplabv3_mobilenetv2(const ModelOptions& options, double preset_width) {
   mobilenet.output_stride = kSegmentationOutputStride;
   mobilenet.last_channels = 0;  // the head reads the 320-group directly (keeps it light)
   auto backbone = std::make_shared<MobileNetV2Impl>(mobilenet);
-  DeepLabV3Options head;
-  head.num_classes = options.num_classes;
-  head.aspp_channels = make_divisible(32 * width);
-  head.atrous_rates = aspp_rates_for(options.input_size, kSegmentationOutputStride);
-  head.aux_head = options.aux_head;
-  if (options.head_dropout >= 0) head.aspp_dropout = options.head_dropout;
-  return std::make_shared<DeepLabV3Impl>(backbone, head);
+  return std::make_shared<DeepLabV3Impl>(backbone,
+                                         deeplab_head_options(options, make_divisible(32 * width)));
 }
 
 Model resnet_classifier(const ModelOptions& options, int64_t depth, double preset_width) {
