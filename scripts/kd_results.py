@@ -12,8 +12,15 @@ of final mIoU (mean +- std over seeds). Same schedule for every method within a 
   python3 scripts/kd_results.py --pairs cnn2tf --methods student heteroakd --seeds 0
   python3 scripts/kd_results.py --pairs tf2cnn --methods heteroakd --cache   # from a teacher cache
   python3 scripts/kd_results.py --cache --report      # only print what has finished
+
+Every finished run's final mIoU and train time also go to docs/data/seg_kd_runs.json (keyed by
+the run directory under runs/kd/), which is committed: a run recorded there is not trained again
+and its row is printed from the record, so the tables survive a fresh checkout. `--fresh`
+ignores the record and trains whatever has no run directory.
 """
 import argparse
+import contextlib
+import fcntl
 import json
 import os
 import statistics
@@ -87,7 +94,7 @@ def run(cmd):
 
 def ensure_teacher(teacher, threads):
     ckpt = teacher_checkpoint(teacher)
-    if not finished(os.path.dirname(ckpt)):
+    if not os.path.exists(ckpt) or summary(os.path.dirname(ckpt)) is None:
         run([DISTILL] + threads + ["train", os.path.join(ROOT, TEACHERS[teacher]), "--set",
                                    "output.dir=" + os.path.dirname(ckpt)])
     return ckpt
@@ -107,10 +114,6 @@ def run_dir_for(pair, student, method, seed, cached, suffix=""):
     return os.path.join(ROOT, "runs", "kd", pair, name)
 
 
-def finished(run_dir):
-    return summary(run_dir) is not None
-
-
 def summary(run_dir):
     path = os.path.join(run_dir, "metrics.jsonl")
     if not os.path.exists(path):
@@ -122,6 +125,61 @@ def summary(run_dir):
             if "summary" in record:
                 result = record["summary"]
     return result
+
+
+LEDGER = os.path.join(ROOT, "docs", "data", "seg_kd_runs.json")
+LEDGER_ABOUT = ("Final validation mIoU (fraction) and train seconds of every run of scripts/kd_results.py, "
+                "keyed by run directory under runs/kd/. Entries recorded before the ledger existed "
+                "(2026-11-23) were taken from docs/results.md: mIoU to 4 decimals, train seconds = "
+                "the method's mean over its seeds.")
+
+
+def ledger_key(run_dir):
+    return os.path.relpath(run_dir, os.path.join(ROOT, "runs", "kd"))
+
+
+def read_ledger():
+    if not os.path.exists(LEDGER):
+        return {}
+    with open(LEDGER) as f:
+        return json.load(f)["runs"]
+
+
+@contextlib.contextmanager
+def locked_ledger():
+    """Read-modify-write under a lock: several kd_results.py processes run side by side."""
+    lock_path = os.path.join(ROOT, "runs", "kd", ".ledger.lock")
+    os.makedirs(os.path.dirname(lock_path), exist_ok=True)
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        runs = read_ledger()
+        before = json.dumps(runs, sort_keys=True)
+        yield runs
+        if json.dumps(runs, sort_keys=True) != before:
+            os.makedirs(os.path.dirname(LEDGER), exist_ok=True)
+            with open(LEDGER + ".tmp", "w") as f:
+                json.dump({"about": LEDGER_ABOUT, "runs": runs}, f, indent=1, sort_keys=True)
+                f.write("\n")
+            os.replace(LEDGER + ".tmp", LEDGER)
+
+
+def result(run_dir, use_ledger=True, teacher_miou=None):
+    """The run's summary from its directory (recording it in the ledger), else from the ledger.
+    teacher_miou: the final mIoU of the teacher the run must have distilled from; a recorded run
+    made with another teacher (retrained, or trained by other code) does not count."""
+    s = summary(run_dir)
+    if s is not None:
+        with locked_ledger() as runs:
+            entry = {"final_mIoU": round(s["final_mIoU"], 6), "train_seconds": round(s["train_seconds"], 1)}
+            if teacher_miou is not None:
+                entry["teacher_mIoU"] = round(teacher_miou, 6)
+            runs[ledger_key(run_dir)] = entry
+        return s
+    entry = read_ledger().get(ledger_key(run_dir)) if use_ledger else None
+    if entry is not None and teacher_miou is not None and \
+            abs(entry.get("teacher_mIoU", -1) - teacher_miou) > 5e-5:
+        return None
+    return entry
 
 
 def write_recipe(path, teacher, student, method, seed, steps, ckpt, run_dir, cache=None, optimizer=None):
@@ -169,38 +227,57 @@ def main():
                         help="adamw: train every student with AdamW lr 2e-3 (runs suffixed _adamw)")
     parser.add_argument("--report", action="store_true",
                         help="train nothing: print the tables from the runs that finished")
+    parser.add_argument("--fresh", action="store_true",
+                        help="ignore docs/data/seg_kd_runs.json: train every run without a run directory")
     args = parser.parse_args()
     optimizer = ADAMW if args.student_optimizer == "adamw" else None
     suffix = "_adamw" if optimizer else ""
     threads = ["--threads", str(args.threads)] if args.threads else []
 
+    use_ledger = not args.fresh
     for pair in args.pairs:
         teacher, student = PAIRS[pair]
-        ckpt = teacher_checkpoint(teacher) if args.report else ensure_teacher(teacher, threads)
-        teacher_summary = summary(os.path.dirname(ckpt))
+        ckpt = teacher_checkpoint(teacher)
+
+        def lookup(method, seed, teacher_miou):
+            cached = args.cache and method != "student"
+            distilled_from = None if method == "student" else teacher_miou
+            s = result(run_dir_for(pair, student, method, seed, cached, suffix), use_ledger, distilled_from)
+            if s is None and args.report:  # the other teacher source, when only that one ran
+                s = result(run_dir_for(pair, student, method, seed, not cached and method != "student", suffix),
+                           use_ledger, distilled_from)
+            return s
+
+        teacher_summary = result(os.path.dirname(ckpt), use_ledger)
+        teacher_miou = teacher_summary["final_mIoU"] if teacher_summary else None
+        if not args.report and any(m != "student" and lookup(m, seed, teacher_miou) is None
+                                   for m in args.methods for seed in args.seeds):
+            # Something must distil: the teacher's checkpoint has to be here (trained if not; a
+            # retrained teacher that differs makes the runs recorded with the old one stale).
+            ensure_teacher(teacher, threads)
+            teacher_summary = result(os.path.dirname(ckpt))
+            teacher_miou = teacher_summary["final_mIoU"]
         rows = []
         for method in args.methods:
             scores, times = {}, []
             for seed in args.seeds:
-                cached = args.cache and method != "student"
-                run_dir = run_dir_for(pair, student, method, seed, cached, suffix)
-                if args.report:
-                    if not finished(run_dir):  # the other teacher source, when only that one ran
-                        run_dir = run_dir_for(pair, student, method, seed, not cached and method != "student", suffix)
-                    if not finished(run_dir):
-                        continue
-                else:
+                s = lookup(method, seed, teacher_miou)
+                if s is None and not args.report:
+                    cached = args.cache and method != "student"
+                    run_dir = run_dir_for(pair, student, method, seed, cached, suffix)
                     os.makedirs(run_dir, exist_ok=True)
                     recipe = os.path.join(run_dir, "recipe.yaml")
                     cache = ensure_cache(teacher, student, seed, args.steps, ckpt, threads) if cached else None
                     write_recipe(recipe, teacher, student, method, seed, args.steps, ckpt, run_dir, cache, optimizer)
-                    if not finished(run_dir):
-                        run([DISTILL] + threads + ["train", recipe])
-                s = summary(run_dir)
+                    run([DISTILL] + threads + ["train", recipe])
+                    s = result(run_dir, teacher_miou=None if method == "student" else teacher_miou)
+                if s is None:
+                    continue
                 scores[seed] = 100 * s["final_mIoU"]
-                times.append(s["train_seconds"])
+                if s["train_seconds"] is not None:
+                    times.append(s["train_seconds"])
             if scores:
-                rows.append((method, scores, statistics.mean(times)))
+                rows.append((method, scores, statistics.mean(times) if times else None))
         print_table(pair, teacher, student, teacher_summary, rows, args)
 
 
@@ -220,7 +297,8 @@ def print_table(pair, teacher, student, teacher_summary, rows, args):
         paired = [by_seed[k] - base[k] for k in by_seed if base is not None and k in base]
         delta = f"{statistics.mean(paired):+.2f}" if paired and method != "student" else ""
         per_seed = " / ".join(f"{x:.2f}" for x in scores)
-        print(f"| {method} | {per_seed} | {mean:.2f} +- {std} | {delta} | {secs:.0f} |")
+        secs = "-" if secs is None else f"{secs:.0f}"
+        print(f"| {method} | {per_seed} | {mean:.2f} +- {std} | {delta} | {secs} |")
     sys.stdout.flush()
 
 
