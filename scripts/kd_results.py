@@ -5,14 +5,13 @@ For every teacher->student pair and every method, writes a recipe under runs/kd/
 with `build/distill train` (skipping runs that already finished), and prints a markdown table
 of final mIoU (mean +- std over seeds). Same schedule for every method within a pair.
 
-  python3 scripts/kd_results.py --seeds 0 1 2 --steps 1000            # the full grid
-  # docs/results.md's main table:
-  python3 scripts/kd_results.py --student-optimizer adamw --cache --pairs tf2cnn cnn2tf
-      --methods student heteroakd cwd --seeds 0 1 2 --threads 1
-  python3 scripts/kd_results.py --pairs cnn2tf --methods student heteroakd --seeds 0
-  python3 scripts/kd_results.py --pairs tf2cnn --methods heteroakd --cache   # from a teacher cache
-  python3 scripts/kd_results.py --cache --report      # only print what has finished
+  python3 scripts/kd_results.py --threads 1                 # docs/results.md's main tables
+  python3 scripts/kd_results.py --threads 1 --pairs cnn2tf --seeds 0
+      --methods heteroakd_no_kmm heteroakd_no_kem heteroakd_bce     # HeteroAKD ablations
+  python3 scripts/kd_results.py --report                    # only print what has finished
+  python3 scripts/kd_results.py --student-optimizer recipe --report   # the first grid
 
+Defaults: students with AdamW lr 2e-3 and every distiller reading a teacher-output cache.
 Every finished run's final mIoU and train time also go to docs/data/seg_kd_runs.json (keyed by
 the run directory under runs/kd/), which is committed: a run recorded there is not trained again
 and its row is printed from the record, so the tables survive a fresh checkout. `--fresh`
@@ -219,14 +218,18 @@ def main():
                         default=["student", "kd", "cwd", "dist", "at", "fitnet", "skd", "ofa", "cirkd", "heteroakd"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--cache", action="store_true",
-                        help="distil from a teacher-output cache per pair and seed (built once, shared by "
-                             "every method; runs go to <method>_cached_s<seed>)")
+    parser.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True,
+                        help="distil from a teacher-output cache per teacher and seed (built once, shared "
+                             "by every method and pair; runs go to <method>_cached_s<seed>); --no-cache: "
+                             "the online teacher")
     parser.add_argument("--threads", type=int, default=0, help="--threads for distill (0: all cores)")
-    parser.add_argument("--student-optimizer", choices=["recipe", "adamw"], default="recipe",
-                        help="adamw: train every student with AdamW lr 2e-3 (runs suffixed _adamw)")
+    parser.add_argument("--student-optimizer", choices=["recipe", "adamw"], default="adamw",
+                        help="adamw (default): every student with AdamW lr 2e-3 (runs suffixed _adamw); "
+                             "recipe: the first grid's optimizers (SGD 0.02 CNN, AdamW 1e-3 SegFormer)")
     parser.add_argument("--report", action="store_true",
                         help="train nothing: print the tables from the runs that finished")
+    parser.add_argument("--baseline", default="student",
+                        help="the method the paired delta is taken against (e.g. heteroakd for its ablations)")
     parser.add_argument("--fresh", action="store_true",
                         help="ignore docs/data/seg_kd_runs.json: train every run without a run directory")
     args = parser.parse_args()
@@ -283,19 +286,20 @@ def main():
 
 def print_table(pair, teacher, student, teacher_summary, rows, args):
     """rows: (method, {seed: mIoU}, mean train seconds). The delta is paired: the mean over the
-    method's seeds of (method - student alone) on the same seed."""
-    base = rows[0][1] if rows and rows[0][0] == "student" else None
+    method's seeds of (method - baseline) on the same seed; the baseline is the student alone
+    unless --baseline names another method of the table."""
+    base = next((by_seed for method, by_seed, _ in rows if method == args.baseline), None)
     teacher_miou = f"{100 * teacher_summary['final_mIoU']:.2f}" if teacher_summary else "not trained"
     print(f"\n### {pair}: {teacher} (teacher {teacher_miou}) -> {student}, {args.steps} steps"
           f"{', teacher cache' if args.cache else ''}\n")
-    print("| method | mIoU per seed | mean +- std | delta vs student (same seeds) | train s |")
+    print(f"| method | mIoU per seed | mean +- std | delta vs {args.baseline} (same seeds) | train s |")
     print("|---|---|---|---|---|")
     for method, by_seed, secs in rows:
         scores = list(by_seed.values())
         mean = statistics.mean(scores)
         std = f"{statistics.stdev(scores):.2f}" if len(scores) > 1 else "-"
         paired = [by_seed[k] - base[k] for k in by_seed if base is not None and k in base]
-        delta = f"{statistics.mean(paired):+.2f}" if paired and method != "student" else ""
+        delta = f"{statistics.mean(paired):+.2f}" if paired and method != args.baseline else ""
         per_seed = " / ".join(f"{x:.2f}" for x in scores)
         secs = "-" if secs is None else f"{secs:.0f}"
         print(f"| {method} | {per_seed} | {mean:.2f} +- {std} | {delta} | {secs} |")

@@ -1,6 +1,7 @@
 # ctest driver: install the built tree into a staging prefix, configure and build
 # tests/consumer against it with the same compiler, and run it.
-# Inputs: BUILD_DIR, SOURCE_DIR, CXX_COMPILER, GENERATOR, CCACHE (may be empty).
+# Inputs: BUILD_DIR, SOURCE_DIR, CXX_COMPILER, GENERATOR, CCACHE and LINK_FLAGS (may be empty;
+# a sanitized library needs its sanitizer runtimes at the consumer's link).
 set(root ${BUILD_DIR}/consumer-test)
 set(prefix ${root}/prefix)
 set(work ${root}/build)
@@ -25,7 +26,8 @@ if(CCACHE)
 endif()
 run("configure" ${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/consumer -B ${work} -G ${GENERATOR}
     -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=${CXX_COMPILER}
-    -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_FIND_PACKAGE_NO_PACKAGE_REGISTRY=ON ${launcher})
+    -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_FIND_PACKAGE_NO_PACKAGE_REGISTRY=ON ${launcher}
+    "-DCMAKE_EXE_LINKER_FLAGS=${LINK_FLAGS}")
 run("build" ${CMAKE_COMMAND} --build ${work})
 run("run" ${work}/consumer)
 message(STATUS "${last_output}")
