@@ -242,18 +242,22 @@ def main():
         teacher, student = PAIRS[pair]
         ckpt = teacher_checkpoint(teacher)
 
-        def lookup(method, seed, teacher_miou):
+        def distilled_from(method):  # the teacher mIoU a run's record must carry (None: no teacher)
+            return None if method == "student" else teacher_miou
+
+        def lookup(method, seed):
             cached = args.cache and method != "student"
-            distilled_from = None if method == "student" else teacher_miou
-            s = result(run_dir_for(pair, student, method, seed, cached, suffix), use_ledger, distilled_from)
-            if s is None and args.report:  # the other teacher source, when only that one ran
-                s = result(run_dir_for(pair, student, method, seed, not cached and method != "student", suffix),
-                           use_ledger, distilled_from)
-            return s
+            # --report falls back to the other teacher source, when only that one ran.
+            for source in ([cached, not cached and method != "student"] if args.report else [cached]):
+                s = result(run_dir_for(pair, student, method, seed, source, suffix), use_ledger,
+                           distilled_from(method))
+                if s is not None:
+                    return s
+            return None
 
         teacher_summary = result(os.path.dirname(ckpt), use_ledger)
         teacher_miou = teacher_summary["final_mIoU"] if teacher_summary else None
-        if not args.report and any(m != "student" and lookup(m, seed, teacher_miou) is None
+        if not args.report and any(m != "student" and lookup(m, seed) is None
                                    for m in args.methods for seed in args.seeds):
             # Something must distil: the teacher's checkpoint has to be here (trained if not; a
             # retrained teacher that differs makes the runs recorded with the old one stale).
@@ -264,7 +268,7 @@ def main():
         for method in args.methods:
             scores, times = {}, []
             for seed in args.seeds:
-                s = lookup(method, seed, teacher_miou)
+                s = lookup(method, seed)
                 if s is None and not args.report:
                     cached = args.cache and method != "student"
                     run_dir = run_dir_for(pair, student, method, seed, cached, suffix)
@@ -273,7 +277,7 @@ def main():
                     cache = ensure_cache(teacher, student, seed, args.steps, ckpt, threads) if cached else None
                     write_recipe(recipe, teacher, student, method, seed, args.steps, ckpt, run_dir, cache, optimizer)
                     run([DISTILL] + threads + ["train", recipe])
-                    s = result(run_dir, teacher_miou=None if method == "student" else teacher_miou)
+                    s = result(run_dir, teacher_miou=distilled_from(method))
                 if s is None:
                     continue
                 scores[seed] = 100 * s["final_mIoU"]
