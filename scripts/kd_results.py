@@ -18,13 +18,12 @@ and its row is printed from the record, so the tables survive a fresh checkout. 
 ignores the record and trains whatever has no run directory.
 """
 import argparse
-import contextlib
-import fcntl
-import json
 import os
 import statistics
 import subprocess
 import sys
+
+from run_ledger import Ledger, summary
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DISTILL = os.path.join(ROOT, "build", "distill")
@@ -113,72 +112,13 @@ def run_dir_for(pair, student, method, seed, cached, suffix=""):
     return os.path.join(ROOT, "runs", "kd", pair, name)
 
 
-def summary(run_dir):
-    path = os.path.join(run_dir, "metrics.jsonl")
-    if not os.path.exists(path):
-        return None
-    result = None
-    with open(path) as f:
-        for line in f:
-            record = json.loads(line)
-            if "summary" in record:
-                result = record["summary"]
-    return result
-
-
-LEDGER = os.path.join(ROOT, "docs", "data", "seg_kd_runs.json")
-LEDGER_ABOUT = ("Final validation mIoU (fraction) and train seconds of every run of scripts/kd_results.py, "
-                "keyed by run directory under runs/kd/. Entries recorded before the ledger existed "
-                "(2026-11-23) were taken from docs/results.md: mIoU to 4 decimals, train seconds = "
-                "the method's mean over its seeds.")
-
-
-def ledger_key(run_dir):
-    return os.path.relpath(run_dir, os.path.join(ROOT, "runs", "kd"))
-
-
-def read_ledger():
-    if not os.path.exists(LEDGER):
-        return {}
-    with open(LEDGER) as f:
-        return json.load(f)["runs"]
-
-
-@contextlib.contextmanager
-def locked_ledger():
-    """Read-modify-write under a lock: several kd_results.py processes run side by side."""
-    lock_path = os.path.join(ROOT, "runs", "kd", ".ledger.lock")
-    os.makedirs(os.path.dirname(lock_path), exist_ok=True)
-    with open(lock_path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        runs = read_ledger()
-        before = json.dumps(runs, sort_keys=True)
-        yield runs
-        if json.dumps(runs, sort_keys=True) != before:
-            os.makedirs(os.path.dirname(LEDGER), exist_ok=True)
-            with open(LEDGER + ".tmp", "w") as f:
-                json.dump({"about": LEDGER_ABOUT, "runs": runs}, f, indent=1, sort_keys=True)
-                f.write("\n")
-            os.replace(LEDGER + ".tmp", LEDGER)
-
-
-def result(run_dir, use_ledger=True, teacher_miou=None):
-    """The run's summary from its directory (recording it in the ledger), else from the ledger.
-    teacher_miou: the final mIoU of the teacher the run must have distilled from; a recorded run
-    made with another teacher (retrained, or trained by other code) does not count."""
-    s = summary(run_dir)
-    if s is not None:
-        with locked_ledger() as runs:
-            entry = {"final_mIoU": round(s["final_mIoU"], 6), "train_seconds": round(s["train_seconds"], 1)}
-            if teacher_miou is not None:
-                entry["teacher_mIoU"] = round(teacher_miou, 6)
-            runs[ledger_key(run_dir)] = entry
-        return s
-    entry = read_ledger().get(ledger_key(run_dir)) if use_ledger else None
-    if entry is not None and teacher_miou is not None and \
-            abs(entry.get("teacher_mIoU", -1) - teacher_miou) > 5e-5:
-        return None
-    return entry
+LEDGER = Ledger(
+    os.path.join(ROOT, "docs", "data", "seg_kd_runs.json"),
+    "Final validation mIoU (fraction) and train seconds of every run of scripts/kd_results.py, "
+    "keyed by run directory under runs/kd/. Entries recorded before the ledger existed "
+    "(2026-11-23) were taken from docs/results.md: mIoU to 4 decimals, train seconds = "
+    "the method's mean over its seeds.",
+    os.path.join(ROOT, "runs", "kd"), "mIoU")
 
 
 def write_recipe(path, teacher, student, method, seed, steps, ckpt, run_dir, cache=None, optimizer=None):
@@ -249,20 +189,20 @@ def main():
             cached = args.cache and method != "student"
             # --report falls back to the other teacher source, when only that one ran.
             for source in ([cached, not cached and method != "student"] if args.report else [cached]):
-                s = result(run_dir_for(pair, student, method, seed, source, suffix), use_ledger,
+                s = LEDGER.result(run_dir_for(pair, student, method, seed, source, suffix), use_ledger,
                            distilled_from(method))
                 if s is not None:
                     return s
             return None
 
-        teacher_summary = result(os.path.dirname(ckpt), use_ledger)
+        teacher_summary = LEDGER.result(os.path.dirname(ckpt), use_ledger)
         teacher_miou = teacher_summary["final_mIoU"] if teacher_summary else None
         if not args.report and any(m != "student" and lookup(m, seed) is None
                                    for m in args.methods for seed in args.seeds):
             # Something must distil: the teacher's checkpoint has to be here (trained if not; a
             # retrained teacher that differs makes the runs recorded with the old one stale).
             ensure_teacher(teacher, threads)
-            teacher_summary = result(os.path.dirname(ckpt))
+            teacher_summary = LEDGER.result(os.path.dirname(ckpt))
             teacher_miou = teacher_summary["final_mIoU"]
         rows = []
         for method in args.methods:
@@ -277,7 +217,7 @@ def main():
                     cache = ensure_cache(teacher, student, seed, args.steps, ckpt, threads) if cached else None
                     write_recipe(recipe, teacher, student, method, seed, args.steps, ckpt, run_dir, cache, optimizer)
                     run([DISTILL] + threads + ["train", recipe])
-                    s = result(run_dir, teacher_miou=distilled_from(method))
+                    s = LEDGER.result(run_dir, teacher_score=distilled_from(method))
                 if s is None:
                     continue
                 scores[seed] = 100 * s["final_mIoU"]

@@ -10,7 +10,7 @@ import os
 import re
 import subprocess
 
-from kd_results import summary  # the run summary reader shared by both result scripts
+from run_ledger import summary  # the run summary reader shared by the result scripts
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DISTILL = os.path.join(ROOT, "build", "distill")

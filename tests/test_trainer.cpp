@@ -158,3 +158,31 @@ TEST(Checkpoint, CorruptAndTruncatedFilesAreDetected) {
   auto wrong = torch::nn::Linear(4, 2);
   EXPECT_THROW(load_checkpoint(dir + "/a.ckpt", CheckpointParts{wrong.ptr().get()}), Error);
 }
+
+TEST(Trainer, TaskWeightScalesTheLoggedTaskLoss) {
+  set_thread_count(0);
+  auto first_loss = [](const std::string& dir, const std::string& extra) {
+    Trainer(recipe_from(small_recipe(dir, 1, extra))).run();
+    std::ifstream log(dir + "/metrics.jsonl");
+    for (std::string line; std::getline(log, line);) {
+      auto j = nlohmann::json::parse(line);
+      if (j.contains("loss")) return j["loss"].get<double>();
+    }
+    return -1.0;
+  };
+  const double full = first_loss(temp_dir("task_w1"), "");
+  const double quarter = first_loss(temp_dir("task_w025"), "  task_weight: 0.25\n");
+  ASSERT_GT(full, 0);
+  EXPECT_NEAR(quarter, 0.25 * full, 1e-5 * full);  // same seed: same weights, same first batch
+}
+
+TEST(Trainer, TaskWeightMustBeNonNegativeAndNeedsADistillerAtZero) {
+  for (const std::string& value : {"-0.5", "0"}) {
+    try {
+      recipe_from(small_recipe(temp_dir("task_w_bad"), 2, "  task_weight: " + value + "\n"));
+      FAIL() << "task_weight " << value << " accepted";
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("train.task_weight"), std::string::npos) << e.what();
+    }
+  }
+}

@@ -110,6 +110,8 @@ TrainOptions parse_train(const ConfigSection& s) {
   s.check(t.eval_batch_size > 0, "eval_batch_size", "must be > 0");
   t.prefetch = s.get("prefetch", t.prefetch);
   s.check(t.prefetch > 0, "prefetch", "must be > 0");
+  t.task_weight = s.get("task_weight", t.task_weight);
+  s.check(std::isfinite(t.task_weight) && t.task_weight >= 0, "task_weight", "must be a finite number >= 0");
   t.aux_weight = s.get("aux_weight", t.aux_weight);
   s.check(std::isfinite(t.aux_weight) && t.aux_weight >= 0, "aux_weight", "must be a finite number >= 0");
   t.skip_nonfinite = s.get("skip_nonfinite", t.skip_nonfinite);
@@ -200,6 +202,8 @@ Recipe Recipe::parse(Config config) {
   r.distillers = root.section_list("distillers");
   if (!r.distillers.empty() && !r.teacher.enabled)
     throw ConfigError("config key 'distillers': distillers need a 'teacher' block");
+  if (r.train.task_weight == 0 && r.distillers.empty())
+    throw ConfigError("config key 'train.task_weight': 0 leaves no loss to train without distillers");
   return r;
 }
 

@@ -61,6 +61,7 @@ struct TrainOptions {
   int64_t log_every = 10;
   int64_t eval_batch_size = 100;
   int64_t prefetch = 4;
+  double task_weight = 1.0;        // weight of the task loss (mdistiller's KD on CIFAR: 0.1)
   double aux_weight = 0.4;         // FCN auxiliary head loss weight (when the model has one)
   bool skip_nonfinite = false;     // skip a step whose loss is NaN/Inf instead of stopping
   OptimizerOptions optimizer;

@@ -172,9 +172,9 @@ TrainResult Trainer::run(bool resume, int64_t stop_after) {
 
     ModelOutput out = student_->forward(batch.images);
     LossTerms terms;
-    terms.add("ce", task_loss(out.logits, batch.targets, task));
+    terms.add("ce", opt.task_weight * task_loss(out.logits, batch.targets, task));
     if (out.aux_logits.defined() && opt.aux_weight > 0)
-      terms.add("aux", opt.aux_weight * task_loss(out.aux_logits, batch.targets, task));
+      terms.add("aux", opt.task_weight * opt.aux_weight * task_loss(out.aux_logits, batch.targets, task));
     // Split-loss optimizers (DOT) back-propagate the task and the distillation terms apart.
     const torch::Tensor task_total = terms.total();
     torch::Tensor distill_total;
