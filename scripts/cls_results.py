@@ -237,7 +237,7 @@ def print_patterns(pair, rows):
     dot_kd = paired_delta(scores.get(("kd", "dot"), {}), scores.get(("kd", "sgd")))
     if dot_kd is not None:
         lines.append(f"KD+DOT - KD: {dot_kd:+.2f} (DOT improves KD: {'holds' if dot_kd > 0 else 'does not hold'})")
-    sgd = sorted(((statistics.mean(v), m) for (m, o), v in scores.items() if o == "sgd" and m != "student"),
+    sgd = sorted(((statistics.mean(v.values()), m) for (m, o), v in scores.items() if o == "sgd" and m != "student"),
                  reverse=True)
     ranks = [m for _, m in sgd]
     if "ofa" in ranks:

@@ -184,3 +184,50 @@ TEST(MobileNetV2, ClassificationPresetOn28x28) {
   const std::vector<int64_t> sizes = {28, 14, 7, 4};
   for (int i = 0; i < 4; ++i) EXPECT_EQ(out.features[i].size(2), sizes[i]);
 }
+
+TEST(MobileNetV2, ZeroInitResidualMakesEveryShortcutBlockTheIdentity) {
+  torch::manual_seed(0);
+  auto options = options_for(0.5, 1, 8, 0);
+  options.zero_init_residual = true;
+  MobileNetV2 net(options);
+  net->eval();
+  torch::NoGradGuard no_grad;
+  int residual = 0, plain = 0;
+  for (const auto& m : net->modules(false)) {
+    auto block = std::dynamic_pointer_cast<InvertedResidualImpl>(m);
+    if (!block) continue;
+    std::shared_ptr<BatchNorm2dImpl> last;
+    for (auto& sub : block->modules(false))
+      if (auto bn = std::dynamic_pointer_cast<BatchNorm2dImpl>(sub)) last = bn;
+    if (block->has_residual()) {
+      ++residual;
+      EXPECT_TRUE(torch::all(last->weight == 0).item<bool>());
+    } else {
+      ++plain;  // shape-changing blocks have no identity to start from: untouched
+      EXPECT_TRUE(torch::all(last->weight == 1).item<bool>());
+    }
+  }
+  // torchvision's layout: 17 blocks; the first of each of the 7 groups changes the shape,
+  // so the repeats keep it: 0 + 1 + 2 + 3 + 2 + 2 + 0 = 10 blocks.
+  EXPECT_EQ(residual, 10);
+  EXPECT_EQ(plain, 7);
+  // A block that keeps the shape now returns its input exactly.
+  auto x = torch::randn({2, 16, 5, 5});
+  InvertedResidual keep(16, 16, 1, 2, 6);
+  keep->zero_init_last_norm();
+  keep->eval();
+  EXPECT_TRUE(torch::equal(keep->forward(x), x));
+  // The zoo's segmentation preset uses it; the classification preset keeps torchvision's init.
+  ModelOptions seg;
+  auto count_zero_scales = [](const torch::nn::Module& model) {
+    int zero = 0;
+    for (const auto& m : model.modules(false))
+      if (auto* bn = m->as<BatchNorm2dImpl>()) zero += torch::all(bn->weight == 0).item<bool>();
+    return zero;
+  };
+  EXPECT_EQ(count_zero_scales(*create_model("deeplabv3_mobilenetv2", seg)), 10);
+  ModelOptions cls;
+  cls.num_classes = 10;
+  cls.input_size = 28;
+  EXPECT_EQ(count_zero_scales(*create_model("mobilenetv2_cls", cls)), 0);
+}

@@ -93,6 +93,9 @@ Model deeplabv3_mobilenetv2(const ModelOptions& options, double preset_width) {
   mobilenet.in_channels = options.in_channels;
   mobilenet.output_stride = kSegmentationOutputStride;
   mobilenet.last_channels = 0;  // the head reads the 320-group directly (keeps it light)
+  // Residual blocks start as the identity: trained from scratch on fashion-seg, the plain
+  // torchvision init stays near the all-background prediction for 1,000+ steps.
+  mobilenet.zero_init_residual = true;
   auto backbone = std::make_shared<MobileNetV2Impl>(mobilenet);
   return std::make_shared<DeepLabV3Impl>(backbone,
                                          deeplab_head_options(options, make_divisible(32 * width)));

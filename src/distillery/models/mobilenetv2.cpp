@@ -59,6 +59,13 @@ InvertedResidualImpl::InvertedResidualImpl(int64_t in_channels, int64_t out_chan
   register_module("body", body_);
 }
 
+void InvertedResidualImpl::zero_init_last_norm() {
+  torch::NoGradGuard no_grad;
+  auto* norm = body_->ptr(body_->size() - 1)->as<BatchNorm2dImpl>();
+  TORCH_CHECK(norm != nullptr, "InvertedResidual: the last layer is not a BatchNorm2d");
+  torch::nn::init::zeros_(norm->weight);
+}
+
 torch::Tensor InvertedResidualImpl::forward(const torch::Tensor& x) {
   auto out = body_->forward(x);
   return use_residual_ ? out + x : out;
@@ -117,6 +124,10 @@ MobileNetV2Impl::MobileNetV2Impl(const MobileNetV2Options& options) {
   }
   // Child by child: a module cannot reach itself as a shared_ptr inside its constructor.
   for (auto& child : children()) init_cnn_weights(*child);
+  if (options.zero_init_residual)
+    for (auto& m : modules(/*include_self=*/false))
+      if (auto* block = m->as<InvertedResidualImpl>())
+        if (block->has_residual()) block->zero_init_last_norm();
 }
 
 std::vector<torch::Tensor> MobileNetV2Impl::forward(const torch::Tensor& images) {

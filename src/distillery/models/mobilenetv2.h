@@ -26,6 +26,11 @@ struct MobileNetV2Options {
   int64_t output_stride = 32;
   // Final 1x1 conv to 1280 * max(1, width_mult) channels (torchvision's last_channel); 0 drops it.
   int64_t last_channels = 1280;
+  // Initialise the last BatchNorm's scale of every residual block to 0, so that each block starts
+  // as the identity (Goyal et al. 2017; timm's zero_init_last). Without it the 17-block, ~50
+  // BatchNorm-deep stack starts in a chaotic regime (stage-4 features of an image and of the same
+  // image plus 5% noise are uncorrelated) and trains very slowly from scratch.
+  bool zero_init_residual = false;
 };
 
 // Expand (1x1), depthwise 3x3 (strided / dilated), project (1x1, linear); residual when the
@@ -35,6 +40,9 @@ class InvertedResidualImpl : public torch::nn::Module {
   InvertedResidualImpl(int64_t in_channels, int64_t out_channels, int64_t stride,
                        int64_t dilation, int64_t expand_ratio);
   torch::Tensor forward(const torch::Tensor& x);
+  bool has_residual() const { return use_residual_; }
+  // Sets the scale of the projection's BatchNorm (the branch's last layer) to 0.
+  void zero_init_last_norm();
 
  private:
   torch::nn::Sequential body_{nullptr};
