@@ -88,6 +88,22 @@ def run(cmd):
     subprocess.run(cmd, check=True, cwd=ROOT, env=ENV)
 
 
+def train_or_record_divergence(cmd, run_dir, teacher_top1):
+    """Runs `distill train`; a run the trainer stops for a NaN/Inf loss is recorded in the ledger
+    as diverged (with the trainer's message) instead of ending the grid. Other failures raise."""
+    print("+", " ".join(cmd), flush=True)
+    done = subprocess.run(cmd, cwd=ROOT, env=ENV, stderr=subprocess.PIPE, text=True)
+    sys.stderr.write(done.stderr)
+    if done.returncode == 0:
+        return
+    message = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ""
+    if "nan at step" not in message and "inf at step" not in message:
+        raise subprocess.CalledProcessError(done.returncode, cmd)
+    with LEDGER.locked() as runs:
+        runs[LEDGER.key(run_dir)] = {"diverged": message.replace("distill: error: ", "").split("; stopped")[0],
+                                     "teacher_top1": round(teacher_top1, 6)}
+
+
 def train_preset(name):
     run_dir = os.path.join(ROOT, "runs", "cls", name)
     if summary(run_dir) is None:
@@ -189,20 +205,23 @@ def kd(args):
                         if summary(run_dir) is None:
                             recipe = os.path.join(run_dir, "recipe.yaml")
                             write_recipe(recipe, teacher, student, method, optimizer, seed, args.steps, run_dir)
-                            run([DISTILL, "--threads", "1", "train", recipe])
+                            train_or_record_divergence([DISTILL, "--threads", "1", "train", recipe], run_dir,
+                                                       None if method == "student" else teacher_top1)
                     s = LEDGER.result(run_dir, teacher_score=None if method == "student" else teacher_top1)
-                if s is not None:
+                if s is not None and "diverged" in s:
+                    scores[seed] = None  # a result too: shown as "NaN", left out of means and deltas
+                elif s is not None:
                     scores[seed] = 100 * s["final_top1"]
                     times.append(s["train_seconds"])
             if scores:
-                rows.append((method, optimizer, scores, statistics.mean(times)))
+                rows.append((method, optimizer, scores, statistics.mean(times) if times else None))
         print_table(pair, teacher, student, teacher_top1, rows, args)
         print_patterns(pair, rows)
 
 
 def paired_delta(by_seed, base):
     """Mean over the seeds both have of (by_seed - base), or None."""
-    common = [k for k in by_seed if base is not None and k in base]
+    common = [k for k in by_seed if base is not None and by_seed[k] is not None and base.get(k) is not None]
     return statistics.mean(by_seed[k] - base[k] for k in common) if common else None
 
 
@@ -217,13 +236,18 @@ def print_table(pair, teacher, student, teacher_top1, rows, args):
     print("| method | optimizer | top-1 per seed | mean +- std | vs student | DOT vs SGD | train s |")
     print("|---|---|---|---|---|---|---|")
     for method, optimizer, by_seed, secs in rows:
-        values = list(by_seed.values())
+        values = [v for v in by_seed.values() if v is not None]
+        if not values:
+            print(f"| {method} | {optimizer} | {' / '.join('NaN' for _ in by_seed)} | diverged | | | |")
+            continue
         std = f"{statistics.stdev(values):.2f}" if len(values) > 1 else "-"
+        diverged = len(by_seed) - len(values)
+        mean = f"{statistics.mean(values):.2f} +- {std}" + (f" ({diverged} NaN)" if diverged else "")
         vs_student = paired_delta(by_seed, base) if method != "student" else None
         vs_sgd = paired_delta(by_seed, scores.get((method, "sgd"))) if optimizer == "dot" else None
         fmt = lambda d: "" if d is None else f"{d:+.2f}"
-        print(f"| {method} | {optimizer} | {' / '.join(f'{v:.2f}' for v in values)} | "
-              f"{statistics.mean(values):.2f} +- {std} | {fmt(vs_student)} | {fmt(vs_sgd)} | {secs:.0f} |")
+        per_seed = " / ".join("NaN" if v is None else f"{v:.2f}" for v in by_seed.values())
+        print(f"| {method} | {optimizer} | {per_seed} | {mean} | {fmt(vs_student)} | {fmt(vs_sgd)} | {secs:.0f} |")
     sys.stdout.flush()
 
 
@@ -237,7 +261,8 @@ def print_patterns(pair, rows):
     dot_kd = paired_delta(scores.get(("kd", "dot"), {}), scores.get(("kd", "sgd")))
     if dot_kd is not None:
         lines.append(f"KD+DOT - KD: {dot_kd:+.2f} (DOT improves KD: {'holds' if dot_kd > 0 else 'does not hold'})")
-    sgd = sorted(((statistics.mean(v.values()), m) for (m, o), v in scores.items() if o == "sgd" and m != "student"),
+    finished = {k: [x for x in v.values() if x is not None] for k, v in scores.items()}
+    sgd = sorted(((statistics.mean(v), m) for (m, o), v in finished.items() if o == "sgd" and m != "student" and v),
                  reverse=True)
     ranks = [m for _, m in sgd]
     if "ofa" in ranks:
