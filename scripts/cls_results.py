@@ -36,8 +36,8 @@ PRESETS = ["resnet50_cls", "resnet18_cls", "mobilenetv2_cls", "mit_b2_cls", "mit
 # student run takes well under a minute on one thread: a CNN teacher (ResNet-18 layout at
 # width x0.125, configs/cls/kd_teacher_resnet18.yaml), a CNN student (the same layout at
 # x0.0625), the mit_b0_cls preset trained 3,000 steps as Transformer teacher
-# (configs/cls/kd_teacher_mit_b0.yaml) and MiT-b0 at x0.5 as Transformer student. The CNN student is shared by cnn2cnn and tf2cnn, the CNN teacher by
-# cnn2cnn and cnn2tf.
+# (configs/cls/kd_teacher_mit_b0.yaml) and MiT-b0 at x0.5 as Transformer student. The CNN
+# student is shared by cnn2cnn and tf2cnn, the CNN teacher by cnn2cnn and cnn2tf.
 MODELS = {
     "cnn_teacher": ("resnet18_cls", 0.125, "configs/cls/kd_teacher_resnet18.yaml", "runs/cls_kd/teacher_resnet18"),
     "tf_teacher": ("mit_b0_cls", 0, "configs/cls/kd_teacher_mit_b0.yaml", "runs/cls_kd/teacher_mit_b0"),
@@ -99,9 +99,7 @@ def train_or_record_divergence(cmd, run_dir, teacher_top1):
     message = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ""
     if "nan at step" not in message and "inf at step" not in message:
         raise subprocess.CalledProcessError(done.returncode, cmd)
-    with LEDGER.locked() as runs:
-        runs[LEDGER.key(run_dir)] = {"diverged": message.replace("distill: error: ", "").split("; stopped")[0],
-                                     "teacher_top1": round(teacher_top1, 6)}
+    LEDGER.record_divergence(run_dir, message.replace("distill: error: ", "").split("; stopped")[0], teacher_top1)
 
 
 def train_preset(name):

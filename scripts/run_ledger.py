@@ -57,6 +57,15 @@ class Ledger:
                     f.write("\n")
                 os.replace(self.path + ".tmp", self.path)
 
+    def record_divergence(self, run_dir, message, teacher_score=None):
+        """A run stopped for a non-finite loss is a result too: result() returns this entry
+        (with "diverged": message) instead of None, so it is not trained again."""
+        with self.locked() as runs:
+            entry = {"diverged": message}
+            if teacher_score is not None:
+                entry[self.teacher_key] = round(teacher_score, 6)
+            runs[self.key(run_dir)] = entry
+
     def result(self, run_dir, use_ledger=True, teacher_score=None):
         """The run's summary from its directory (recording it), else its recorded entry, else None.
         teacher_score: the final score of the teacher the run must have distilled from."""
