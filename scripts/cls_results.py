@@ -22,7 +22,7 @@ import statistics
 import subprocess
 import sys
 
-from run_ledger import Ledger, summary
+from run_ledger import Ledger, paired_delta, summary
 from seg_results import zoo     # params and forward GFLOPs from `distill models`
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -215,12 +215,6 @@ def kd(args):
                 rows.append((method, optimizer, scores, statistics.mean(times) if times else None))
         print_table(pair, teacher, student, teacher_top1, rows, args)
         print_patterns(pair, rows)
-
-
-def paired_delta(by_seed, base):
-    """Mean over the seeds both have of (by_seed - base), or None."""
-    common = [k for k in by_seed if base is not None and by_seed[k] is not None and base.get(k) is not None]
-    return statistics.mean(by_seed[k] - base[k] for k in common) if common else None
 
 
 def print_table(pair, teacher, student, teacher_top1, rows, args):

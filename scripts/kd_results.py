@@ -23,7 +23,7 @@ import statistics
 import subprocess
 import sys
 
-from run_ledger import Ledger, summary
+from run_ledger import Ledger, paired_delta, summary
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DISTILL = os.path.join(ROOT, "build", "distill")
@@ -242,8 +242,8 @@ def print_table(pair, teacher, student, teacher_summary, rows, args):
         scores = list(by_seed.values())
         mean = statistics.mean(scores)
         std = f"{statistics.stdev(scores):.2f}" if len(scores) > 1 else "-"
-        paired = [by_seed[k] - base[k] for k in by_seed if base is not None and k in base]
-        delta = f"{statistics.mean(paired):+.2f}" if paired and method != args.baseline else ""
+        paired = paired_delta(by_seed, base)
+        delta = f"{paired:+.2f}" if paired is not None and method != args.baseline else ""
         per_seed = " / ".join(f"{x:.2f}" for x in scores)
         secs = "-" if secs is None else f"{secs:.0f}"
         print(f"| {method} | {per_seed} | {mean:.2f} +- {std} | {delta} | {secs} |")

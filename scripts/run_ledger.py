@@ -1,4 +1,5 @@
-"""Run summaries, and the committed record of every finished run of a results script.
+"""Run summaries, the committed record of every finished run of a results script, and the
+paired delta both results scripts report.
 
 A results script trains runs into runs/ (not in git) and prints tables from their summaries.
 The ledger (a JSON file under docs/data/, committed) keeps each finished run's final score and
@@ -10,6 +11,7 @@ import contextlib
 import fcntl
 import json
 import os
+import statistics
 
 
 def summary(run_dir):
@@ -24,6 +26,13 @@ def summary(run_dir):
             if "summary" in record:
                 result = record["summary"]
     return result
+
+
+def paired_delta(by_seed, base):
+    """Mean over the seeds both have of (by_seed - base), or None; None scores (diverged runs)
+    are left out. by_seed, base: {seed: score}."""
+    common = [k for k in by_seed if base is not None and by_seed[k] is not None and base.get(k) is not None]
+    return statistics.mean(by_seed[k] - base[k] for k in common) if common else None
 
 
 class Ledger:

@@ -58,6 +58,14 @@ std::vector<int64_t> strides_of(const std::vector<StageSpec>& stages) {
   return strides;
 }
 
+// The last BatchNorm of a block: the projection's, which a shortcut block adds to its input.
+std::shared_ptr<BatchNorm2dImpl> last_norm(torch::nn::Module& block) {
+  std::shared_ptr<BatchNorm2dImpl> last;
+  for (auto& m : block.modules(false))
+    if (auto bn = std::dynamic_pointer_cast<BatchNorm2dImpl>(m)) last = bn;
+  return last;
+}
+
 }  // namespace
 
 TEST(MobileNetV2, MakeDivisibleFollowsTorchvision) {
@@ -130,9 +138,7 @@ TEST(MobileNetV2, InvertedResidualAddsShortcutOnlyWhenShapeIsKept) {
   auto x = torch::randn({2, 8, 6, 6});
   auto zero_last_bn = [](torch::nn::Module& block) {
     torch::NoGradGuard no_grad;
-    std::shared_ptr<BatchNorm2dImpl> last;
-    for (auto& m : block.modules(false))
-      if (auto bn = std::dynamic_pointer_cast<BatchNorm2dImpl>(m)) last = bn;
+    auto last = last_norm(block);
     last->weight.zero_();
     last->bias.zero_();
   };
@@ -196,9 +202,7 @@ TEST(MobileNetV2, ZeroInitResidualMakesEveryShortcutBlockTheIdentity) {
   for (const auto& m : net->modules(false)) {
     auto block = std::dynamic_pointer_cast<InvertedResidualImpl>(m);
     if (!block) continue;
-    std::shared_ptr<BatchNorm2dImpl> last;
-    for (auto& sub : block->modules(false))
-      if (auto bn = std::dynamic_pointer_cast<BatchNorm2dImpl>(sub)) last = bn;
+    auto last = last_norm(*block);
     if (block->has_residual()) {
       ++residual;
       EXPECT_TRUE(torch::all(last->weight == 0).item<bool>());

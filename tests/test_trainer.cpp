@@ -48,6 +48,17 @@ train:
 
 Recipe recipe_from(const std::string& text) { return Recipe::parse(Config::from_string(text, "small.yaml")); }
 
+// The per-step losses a run logged to its metrics.jsonl, in order.
+std::vector<double> logged_losses(const std::string& run_dir) {
+  std::ifstream log(run_dir + "/metrics.jsonl");
+  std::vector<double> losses;
+  for (std::string line; std::getline(log, line);) {
+    auto j = nlohmann::json::parse(line);
+    if (j.contains("loss")) losses.push_back(j["loss"].get<double>());
+  }
+  return losses;
+}
+
 std::vector<torch::Tensor> state_of(const torch::nn::Module& m) {
   std::vector<torch::Tensor> out;
   for (auto& p : m.parameters()) out.push_back(p.detach().clone());
@@ -62,13 +73,8 @@ TEST(Trainer, LossFallsAndBeatsAllBackground) {
   std::string dir = temp_dir("learn");
   Trainer trainer(recipe_from(small_recipe(dir, 250)));
   TrainResult result = trainer.run();
-  // Read the logged losses: the mean of the last 30 steps is well below the first 10.
-  std::ifstream log(dir + "/metrics.jsonl");
-  std::vector<double> losses;
-  for (std::string line; std::getline(log, line);) {
-    auto j = nlohmann::json::parse(line);
-    if (j.contains("loss")) losses.push_back(j["loss"].get<double>());
-  }
+  // The mean of the last 10 logged losses is well below the first 10.
+  const std::vector<double> losses = logged_losses(dir);
   ASSERT_GE(losses.size(), 10u);
   double first = 0, last = 0;
   for (size_t i = 0; i < 10; ++i) first += losses[i] / 10, last += losses[losses.size() - 1 - i] / 10;
@@ -163,12 +169,8 @@ TEST(Trainer, TaskWeightScalesTheLoggedTaskLoss) {
   set_thread_count(0);
   auto first_loss = [](const std::string& dir, const std::string& extra) {
     Trainer(recipe_from(small_recipe(dir, 1, extra))).run();
-    std::ifstream log(dir + "/metrics.jsonl");
-    for (std::string line; std::getline(log, line);) {
-      auto j = nlohmann::json::parse(line);
-      if (j.contains("loss")) return j["loss"].get<double>();
-    }
-    return -1.0;
+    const std::vector<double> losses = logged_losses(dir);
+    return losses.empty() ? -1.0 : losses.front();
   };
   const double full = first_loss(temp_dir("task_w1"), "");
   const double quarter = first_loss(temp_dir("task_w025"), "  task_weight: 0.25\n");
